@@ -1,0 +1,3 @@
+from serenchat.cli import main
+
+main()

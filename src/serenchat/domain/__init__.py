@@ -1,0 +1,1 @@
+"""Plain types and the error vocabulary; nothing here does I/O."""
