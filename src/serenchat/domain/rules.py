@@ -19,9 +19,7 @@ DIRECT_PREFIX = "dm-"
 def room_id(value: object) -> str:
     """Return ``value`` if it is a room slug, else raise BadRequest."""
     if not isinstance(value, str) or not ROOM_ID.fullmatch(value):
-        raise BadRequest(
-            "room id must be 1 to 64 characters of a-z, 0-9, '-' and '_'"
-        )
+        raise BadRequest("room id must be 1 to 64 characters of a-z, 0-9, '-' and '_'")
     return value
 
 

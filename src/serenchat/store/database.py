@@ -204,7 +204,9 @@ class Store:
 
     async def members(self, room_id: str) -> list[Member]:
         query = (
-            sa.select(users.c.username, members.c.joined_at, rooms.c.owner_id, users.c.id)
+            sa.select(
+                users.c.username, members.c.joined_at, rooms.c.owner_id, users.c.id
+            )
             .join(users, users.c.id == members.c.user_id)
             .join(rooms, rooms.c.id == members.c.room_id)
             .where(members.c.room_id == room_id)

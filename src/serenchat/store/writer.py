@@ -84,7 +84,7 @@ class GroupCommitWriter:
         max_pending: int = 10_000,
     ) -> None:
         self._engine = engine
-        self._on_commit = on_commit
+        self.on_commit = on_commit
         self._max_batch = max_batch
         self._queue: asyncio.Queue[Draft] = asyncio.Queue(max_pending)
         self._task: asyncio.Task[None] | None = None
@@ -161,7 +161,7 @@ class GroupCommitWriter:
 
         if fresh:
             try:
-                self._on_commit(fresh)
+                self.on_commit(fresh)
             except Exception:
                 # The messages are stored; subscribers recover them by seq.
                 log.exception("publishing committed messages failed")
@@ -295,9 +295,7 @@ async def _allocate(conn: AsyncConnection, drafts: list[Draft]) -> list[int]:
 async def _insert(conn: AsyncConnection, rows: list[dict[str, object]]) -> list[int]:
     """Insert rows and return their ids, in the order of ``rows``."""
     result = await conn.execute(
-        sa.insert(messages).returning(
-            messages.c.id, sort_by_parameter_order=True
-        ),
+        sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
         rows,
     )
     return [row.id for row in result]

@@ -53,18 +53,14 @@ def upgrade() -> None:
     op.create_table(
         "messages",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
-        sa.Column(
-            "room_id", sa.String(64), sa.ForeignKey("rooms.id"), nullable=False
-        ),
+        sa.Column("room_id", sa.String(64), sa.ForeignKey("rooms.id"), nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("sender_id", BigId, sa.ForeignKey("users.id"), nullable=False),
         sa.Column("text", LongText, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("client_id", sa.String(64), nullable=True),
         sa.UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
-        sa.UniqueConstraint(
-            "sender_id", "client_id", name="uq_messages_sender_client"
-        ),
+        sa.UniqueConstraint("sender_id", "client_id", name="uq_messages_sender_client"),
         **MYSQL,
     )
     op.bulk_insert(

@@ -1,0 +1,103 @@
+"""Composition: build the components from Settings and wire them together."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from serenchat.api import ApiRoutes
+from serenchat.auth import PasswordHasher, TokenAuthority, load_secret
+from serenchat.broker import MemoryBroker
+from serenchat.config import Settings
+from serenchat.gateway.jsonws import JsonGateway
+from serenchat.hub import Hub
+from serenchat.metrics import ServerCollector
+from serenchat.service import ChatService, Limits
+from serenchat.store import Store, migrate
+
+log = logging.getLogger(__name__)
+
+WEB_ROOT = Path(__file__).parent / "web"
+
+SERVICE = web.AppKey("service", ChatService)
+GATEWAY = web.AppKey("gateway", JsonGateway)
+
+
+def build_service(settings: Settings) -> ChatService:
+    """The service and everything under it, not yet started."""
+    secret = settings.jwt_secret or load_secret(settings.data_dir)
+    hub = Hub()
+    store = Store(
+        settings.database,
+        pool_size=settings.db_pool_size,
+        max_batch=settings.batch_size,
+        max_pending=settings.write_queue,
+    )
+    service = ChatService(
+        store,
+        hub,
+        MemoryBroker(),
+        TokenAuthority(secret, settings.token_ttl),
+        PasswordHasher(),
+        Limits(
+            max_text=settings.max_message_length,
+            send_rate=settings.send_rate,
+            send_burst=settings.send_burst,
+        ),
+    )
+    store.writer.on_commit = service.on_commit
+    return service
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The aiohttp application: WebSocket, REST API, docs, metrics, web client."""
+    service = build_service(settings)
+    gateway = JsonGateway(
+        service,
+        hello_timeout=settings.hello_timeout,
+        heartbeat=settings.ping_interval,
+        max_frame=settings.max_frame,
+        max_buffer=settings.max_connection_buffer,
+    )
+    registry = CollectorRegistry()
+    registry.register(ServerCollector(service.hub, service.store.writer.stats))
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app[SERVICE] = service
+    app[GATEWAY] = gateway
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry),
+            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
+        )
+
+    async def index(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_ROOT / "index.html")
+
+    app.router.add_get("/ws", gateway.handle)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", index)
+    ApiRoutes(service).install(app)
+    app.router.add_static("/static", WEB_ROOT)
+
+    async def lifecycle(app: web.Application) -> object:
+        if settings.migrate:
+            await migrate.upgrade(service.store.engine)
+        await service.store.start()
+        await service.start()
+        log.info(
+            "serving",
+            extra={"database": service.store.backend, "port": settings.port},
+        )
+        yield
+        await gateway.close_all()
+        await service.store.close()
+        await service.broker.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,1 @@
+"""Client protocols; each module only translates frames into service calls."""

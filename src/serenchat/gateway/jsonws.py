@@ -1,0 +1,345 @@
+"""The JSON WebSocket protocol (``GET /ws``); see docs/protocol.md.
+
+Each text frame holds one JSON object with a ``type``. The first frame must
+be ``hello`` with a token; after it, requests are handled one at a time in
+arrival order, and each request carrying an ``id`` gets exactly one reply,
+``ok`` or ``error``, with that ``id``.
+
+All frames to the client, replies and room events alike, go through one
+bounded path (:meth:`JsonConnection.deliver`): bytes are written straight
+to the transport, and a client whose unsent backlog passes the limit is
+closed with code 4408 instead of being waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from serenchat.domain.errors import BadRequest, ChatError, TooLarge, Unauthorized
+from serenchat.domain.models import Message, User
+from serenchat.gateway.frames import frame
+from serenchat.service import ChatService
+
+log = logging.getLogger(__name__)
+
+# Close codes; 4xxx are SerenChat's own (RFC 6455, section 7.4.2).
+CLOSE_UNAUTHORIZED = 4401  # no or bad hello; do not retry with the same token
+CLOSE_SLOW = 4408  # the client fell behind; reconnect and rejoin with since
+CLOSE_GOING_AWAY = 1001  # the server shuts down; reconnect elsewhere or later
+
+RequestId = int | str
+
+
+# Client frames. Unknown fields are ignored so that clients may run ahead.
+
+
+class Hello(msgspec.Struct, tag="hello"):
+    token: str | None = None
+    id: RequestId | None = None
+
+
+class Join(msgspec.Struct, tag="join"):
+    room: str
+    since: int | None = None
+    id: RequestId | None = None
+
+
+class Leave(msgspec.Struct, tag="leave"):
+    room: str
+    id: RequestId | None = None
+
+
+class Send(msgspec.Struct, tag="send"):
+    room: str
+    text: str
+    client_id: str | None = None
+    id: RequestId | None = None
+
+
+class History(msgspec.Struct, tag="history"):
+    room: str
+    before: int | None = None
+    after: int | None = None
+    limit: int | None = None
+    id: RequestId | None = None
+
+
+class Ping(msgspec.Struct, tag="ping"):
+    id: RequestId | None = None
+
+
+Request = Hello | Join | Leave | Send | History | Ping
+
+
+class Envelope(msgspec.Struct):
+    """What is read of a frame that failed to decode, to address the error."""
+
+    id: Any = None
+
+
+# Server frames.
+
+
+class MessageEvent(msgspec.Struct, tag="message"):
+    room: str
+    message: Message
+
+
+class RemovedEvent(msgspec.Struct, tag="removed"):
+    room: str
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_request = msgspec.json.Decoder(Request).decode
+_decode_envelope = msgspec.json.Decoder(Envelope).decode
+
+
+def _reply(request_id: RequestId | None, **fields: Any) -> bytes:
+    body: dict[str, Any] = {"type": "ok"}
+    if request_id is not None:
+        body["id"] = request_id
+    body.update(fields)
+    return frame(_encode(body))
+
+
+def _error(request_id: object, error: ChatError) -> bytes:
+    body: dict[str, Any] = {"type": "error"}
+    if isinstance(request_id, int | str) and not isinstance(request_id, bool):
+        body["id"] = request_id
+    body.update(code=error.code, message=error.message)
+    return frame(_encode(body))
+
+
+class JsonCodec:
+    """Encodes hub events as JSON text frames."""
+
+    def message(self, message: Message) -> bytes:
+        return frame(_encode(MessageEvent(room=message.room, message=message)))
+
+    def removed(self, room: str) -> bytes:
+        return frame(_encode(RemovedEvent(room=room)))
+
+
+CODEC = JsonCodec()
+
+
+class JsonConnection:
+    """One client of the JSON protocol: the hub's Subscriber for it."""
+
+    codec = CODEC
+
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.Request, max_buffer: int
+    ) -> None:
+        self.ws = ws
+        self.username = ""
+        self.peer = request.remote or "?"
+        transport = request.transport
+        assert transport is not None
+        self._transport = transport
+        self._max_buffer = max_buffer
+        self._closing: asyncio.Task[None] | None = None
+
+    def deliver(self, data: bytes) -> None:
+        if self._closing is not None or self._transport.is_closing():
+            return
+        if self._transport.get_write_buffer_size() > self._max_buffer:
+            self.overflow()
+            return
+        self._transport.write(data)
+
+    async def send(self, data: bytes) -> None:
+        self.deliver(data)
+        # Let a long replay drain instead of tripping the overflow limit.
+        waited = 0.0
+        while (
+            self._transport.get_write_buffer_size() > self._max_buffer // 2
+            and not self._transport.is_closing()
+            and waited < 10.0
+        ):
+            await asyncio.sleep(0.005)
+            waited += 0.005
+
+    def overflow(self) -> None:
+        if self._closing is None:
+            log.warning("closing slow consumer", extra={"user": self.username})
+            self._closing = asyncio.create_task(
+                self._close(CLOSE_SLOW, "too slow: rejoin with since")
+            )
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.ws.close(code=code, message=reason.encode())
+        self._transport.abort()
+
+
+class JsonGateway:
+    """Serves ``GET /ws``."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        *,
+        hello_timeout: float = 10.0,
+        heartbeat: float = 30.0,
+        max_frame: int = 64 * 1024,
+        max_buffer: int = 1024 * 1024,
+    ) -> None:
+        self.service = service
+        self.hello_timeout = hello_timeout
+        self.heartbeat = heartbeat
+        self.max_frame = max_frame
+        self.max_buffer = max_buffer
+        self._connections: set[JsonConnection] = set()
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=self.heartbeat,
+            # Frames above max_frame get a too_large error and the
+            # connection lives on; only far larger ones are cut off (1009).
+            max_msg_size=max(self.max_frame * 16, 1024 * 1024),
+            compress=False,
+            autoping=True,
+        )
+        await ws.prepare(request)
+        conn = JsonConnection(ws, request, self.max_buffer)
+        self._connections.add(conn)
+        try:
+            user = await self._hello(conn)
+            if user is not None:
+                await self._serve(conn, user)
+        finally:
+            self._connections.discard(conn)
+            self.service.hub.disconnect(conn)
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def close_all(self) -> None:
+        """Tell every client the server is going away."""
+        await asyncio.gather(
+            *(
+                c.ws.close(code=CLOSE_GOING_AWAY, message=b"server shutdown")
+                for c in list(self._connections)
+            ),
+            return_exceptions=True,
+        )
+
+    async def _hello(self, conn: JsonConnection) -> User | None:
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                msg = await conn.ws.receive()
+        except TimeoutError:
+            return await self._refuse(conn, None, Unauthorized("no hello in time"))
+        if msg.type is not WSMsgType.TEXT:
+            return (
+                None
+                if msg.type in _CLOSING
+                else await self._refuse(
+                    conn, None, Unauthorized("the first frame must be a hello")
+                )
+            )
+
+        try:
+            request = _decode_request(msg.data)
+        except msgspec.DecodeError:
+            return await self._refuse(
+                conn,
+                _request_id(msg.data),
+                Unauthorized("the first frame must be a hello"),
+            )
+        if not isinstance(request, Hello):
+            return await self._refuse(
+                conn, request.id, Unauthorized("the first frame must be a hello")
+            )
+
+        try:
+            user = await self.service.authenticate(request.token)
+        except ChatError as error:
+            return await self._refuse(conn, request.id, error)
+        conn.username = user.username
+        self.service.hub.connect(conn)
+        conn.deliver(_reply(request.id, user=user))
+        log.debug("hello", extra={"user": user.username, "peer": conn.peer})
+        return user
+
+    async def _refuse(
+        self, conn: JsonConnection, request_id: object, error: ChatError
+    ) -> None:
+        conn.deliver(_error(request_id, Unauthorized(error.message)))
+        await conn.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+        return None
+
+    async def _serve(self, conn: JsonConnection, user: User) -> None:
+        async for msg in conn.ws:
+            if msg.type is not WSMsgType.TEXT:
+                if msg.type is WSMsgType.BINARY:
+                    conn.deliver(_error(None, _bad("frames must be text")))
+                continue
+            data: str = msg.data
+            if len(data) > self.max_frame:
+                error = TooLarge(f"frames are limited to {self.max_frame} bytes")
+                conn.deliver(_error(_request_id(data), error))
+                continue
+            try:
+                request = _decode_request(data)
+            except msgspec.DecodeError as exc:
+                conn.deliver(_error(_request_id(data), _bad(_explain(exc))))
+                continue
+            try:
+                await self._dispatch(conn, user, request)
+            except ChatError as error:
+                conn.deliver(_error(request.id, error))
+
+    async def _dispatch(
+        self, conn: JsonConnection, user: User, request: Request
+    ) -> None:
+        service = self.service
+        match request:
+            case Send(room=room, text=text, client_id=client_id, id=rid):
+                message = await service.send(user, room, text, client_id)
+                conn.deliver(_reply(rid, message=message))
+            case Join(room=room, since=since, id=rid):
+                joined = await service.join(user, conn, room, since)
+                conn.deliver(_reply(rid, room=joined.room, last_seq=joined.last_seq))
+                joined.activate()
+            case Leave(room=room, id=rid):
+                service.leave(conn, room)
+                conn.deliver(_reply(rid))
+            case History(room=room, before=before, after=after, limit=limit, id=rid):
+                messages = await service.history(
+                    user, room, before=before, after=after, limit=limit
+                )
+                conn.deliver(_reply(rid, messages=messages))
+            case Ping(id=rid):
+                conn.deliver(_reply(rid))
+            case Hello(id=rid):
+                conn.deliver(_error(rid, _bad("already said hello")))
+
+
+_CLOSING = {WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR}
+
+
+def _bad(message: str) -> ChatError:
+    return BadRequest(message)
+
+
+def _request_id(data: str | bytes) -> object:
+    try:
+        return _decode_envelope(data).id
+    except msgspec.DecodeError:
+        return None
+
+
+def _explain(exc: msgspec.DecodeError) -> str:
+    text = str(exc)
+    if text.startswith("Invalid value") and "$.type" in text:
+        return "unknown frame type " + text.removeprefix("Invalid value ").split(" ")[0]
+    return text
