@@ -246,3 +246,64 @@ async def harness(server: Server) -> AsyncIterator[Harness]:
         h = Harness(server, http)
         yield h
         await h.close()
+
+
+# Database backends. SQLite always runs; PostgreSQL and MariaDB run when their
+# servers answer on loopback, and are skipped with the reason otherwise. CI
+# sets SERENCHAT_REQUIRE_SERVICES=1, which turns such a skip into a failure.
+
+BACKENDS = {
+    "postgresql": "postgresql://postgres@127.0.0.1:5432/test",
+    "mysql": "mysql://root@127.0.0.1:3306/test",
+}
+REQUIRE_SERVICES = os.environ.get("SERENCHAT_REQUIRE_SERVICES") == "1"
+
+
+def _unavailable(what: str, why: str) -> None:
+    message = f"{what} not reachable ({why}); integration test skipped"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " but SERENCHAT_REQUIRE_SERVICES=1")
+    pytest.skip(message)
+
+
+async def _scratch_database(backend: str) -> tuple[str, Any]:
+    """Create an empty database on a backend; return its URL and a dropper."""
+    import sqlalchemy as sa
+
+    from serenchat.store.engine import create_engine
+
+    name = f"serenchat_t{os.getpid()}_{next(_scratch_ids)}"
+    admin = create_engine(BACKENDS[backend], pool_size=1)
+    try:
+        async with admin.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except Exception as exc:
+        await admin.dispose()
+        _unavailable(backend, f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+    async def drop() -> None:
+        async with admin.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if backend == "postgresql":
+                await conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+            else:
+                await conn.execute(sa.text(f"DROP DATABASE {name}"))
+        await admin.dispose()
+
+    base = BACKENDS[backend].rsplit("/", 1)[0]
+    return f"{base}/{name}", drop
+
+
+_scratch_ids = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """An empty database on each backend, dropped after the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    url, drop = await _scratch_database(request.param)
+    yield url
+    await drop()
