@@ -129,17 +129,25 @@ class ApiError(Exception):
 class Client:
     """A REST client bound to one user (or to nobody)."""
 
-    def __init__(self, http: aiohttp.ClientSession, base: str, token: str | None = None):
+    def __init__(
+        self, http: aiohttp.ClientSession, base: str, token: str | None = None
+    ):
         self.http = http
         self.base = base
         self.token = token
         self.username = ""
 
-    async def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    async def call(
+        self, method: str, path: str, body: Any = None, **params: Any
+    ) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         query = {k: str(v) for k, v in params.items() if v is not None}
         async with self.http.request(
-            method, self.base + "/api/v1" + path, json=body, headers=headers, params=query
+            method,
+            self.base + "/api/v1" + path,
+            json=body,
+            headers=headers,
+            params=query,
         ) as response:
             data = await response.json() if response.status != 204 else None
             if response.status >= 400:
@@ -155,7 +163,7 @@ class Ws:
         self.ids = itertools.count(1)
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.replies: dict[Any, asyncio.Future[dict[str, Any]]] = {}
-        self.closed: asyncio.Future[tuple[int | None, str]] = (
+        self.closed: asyncio.Future[int | None] = (
             asyncio.get_running_loop().create_future()
         )
         self.reader = asyncio.create_task(self._read())
@@ -171,9 +179,11 @@ class Ws:
             else:
                 await self.events.put(frame)
         if not self.closed.done():
-            self.closed.set_result((self.ws.close_code, str(self.ws.extra or "")))
+            self.closed.set_result(self.ws.close_code)
 
-    async def request(self, frame: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+    async def request(
+        self, frame: dict[str, Any], timeout: float = 10
+    ) -> dict[str, Any]:
         """Send a request with a fresh id and return its reply frame."""
         rid = next(self.ids)
         future = asyncio.get_running_loop().create_future()
@@ -216,7 +226,9 @@ class Harness:
     def anonymous(self) -> Client:
         return Client(self.http, self.server.url)
 
-    async def user(self, name: str | None = None, password: str = "password-1") -> Client:
+    async def user(
+        self, name: str | None = None, password: str = "password-1"
+    ) -> Client:
         username = name or f"user{next(self.names)}"
         data = await self.anonymous().call(
             "POST", "/auth/register", {"username": username, "password": password}
