@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from serenchat import __version__, logs
 from serenchat.config import Settings, add_arguments, from_arguments
+from serenchat.store.engine import normalise_url
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +39,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     settings = from_arguments(args)
-    logs.configure(settings.log_level)
+    try:
+        normalise_url(settings.database)
+        logs.configure(settings.log_level)
+    except ValueError as exc:
+        parser.error(str(exc))
 
-    if args.command == "serve":
-        serve(settings)
-    elif args.db_command == "upgrade":
-        asyncio.run(_upgrade(settings))
-    else:
-        asyncio.run(_current(settings))
+    try:
+        if args.command == "serve":
+            serve(settings)
+        elif args.db_command == "upgrade":
+            asyncio.run(_upgrade(settings))
+        else:
+            asyncio.run(_current(settings))
+    except (OSError, SQLAlchemyError) as exc:
+        # Unreachable database, port in use, unwritable data directory: say
+        # which in one line rather than with a traceback.
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        database = normalise_url(settings.database).render_as_string(True)
+        log.error(
+            "cannot start: %s",
+            detail,
+            extra={"database": database, "port": settings.port},
+        )
+        sys.exit(1)
 
 
 def serve(settings: Settings) -> None:
