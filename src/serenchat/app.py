@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -85,7 +86,7 @@ def create_app(settings: Settings) -> web.Application:
     ApiRoutes(service).install(app)
     app.router.add_static("/static", WEB_ROOT)
 
-    async def lifecycle(app: web.Application) -> object:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if settings.migrate:
             await migrate.upgrade(service.store.engine)
         await service.store.start()
@@ -95,9 +96,15 @@ def create_app(settings: Settings) -> web.Application:
             extra={"database": service.store.backend, "port": settings.port},
         )
         yield
-        await gateway.close_all()
+        # Runs after on_shutdown closed the sockets: commit what is queued.
         await service.store.close()
         await service.broker.close()
 
+    async def say_goodbye(app: web.Application) -> None:
+        # WebSocket handlers live as long as their clients; close them with
+        # 1001 first so clients reconnect instead of seeing a dropped link.
+        await gateway.close_all()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(say_goodbye)
     return app

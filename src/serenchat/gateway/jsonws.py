@@ -284,7 +284,7 @@ class JsonGateway:
                     conn.deliver(_error(None, _bad("frames must be text")))
                 continue
             data: str = msg.data
-            if len(data) > self.max_frame:
+            if self._too_large(data):
                 error = TooLarge(f"frames are limited to {self.max_frame} bytes")
                 conn.deliver(_error(_request_id(data), error))
                 continue
@@ -297,6 +297,13 @@ class JsonGateway:
                 await self._dispatch(conn, user, request)
             except ChatError as error:
                 conn.deliver(_error(request.id, error))
+
+    def _too_large(self, data: str) -> bool:
+        # Characters never outnumber UTF-8 bytes; encode only when the count
+        # of characters alone cannot settle it.
+        if len(data) > self.max_frame:
+            return True
+        return len(data) * 4 > self.max_frame and len(data.encode()) > self.max_frame
 
     async def _dispatch(
         self, conn: JsonConnection, user: User, request: Request
