@@ -37,7 +37,7 @@ def test_db_upgrade_then_current(tmp_path: Path) -> None:
     assert (tmp_path / "serenchat.db").exists()
 
     after = run("db", "current", "--data-dir", str(tmp_path))
-    assert after.stdout.strip() == "0001: up to date"
+    assert after.stdout.strip() == "0002: up to date"
 
 
 def test_environment_supplies_settings(tmp_path: Path) -> None:

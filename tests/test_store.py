@@ -35,7 +35,7 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 async def test_migrations_reach_head_and_seed_general(store: Store) -> None:
     """A new database is migrated to the newest revision and has `general`."""
     revision, head = await current(store.engine)
-    assert revision == head == "0001"
+    assert revision == head == "0002"
     general = await store.room("general")
     assert general is not None
     assert general.kind is RoomKind.PUBLIC and general.last_seq == 0

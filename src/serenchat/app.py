@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> web.Application:
         )
         yield
         # Runs after on_shutdown closed the sockets: commit what is queued.
+        await service.close()
         await service.store.close()
         await service.broker.close()
 

@@ -1,6 +1,31 @@
-"""Moving events between nodes: in-process by default, Redis to scale out."""
+"""Moving events between nodes: in-process by default."""
 
-from serenchat.broker.base import Broker, Event, MemberRemoved, MessagePosted
+from serenchat.broker.base import (
+    Broker,
+    Delivered,
+    Event,
+    MemberAdded,
+    MemberRemoved,
+    MessageChanged,
+    MessagePosted,
+    PresenceChanged,
+    Receipt,
+    StreamEvent,
+    Typing,
+)
 from serenchat.broker.memory import MemoryBroker
 
-__all__ = ["Broker", "Event", "MemberRemoved", "MemoryBroker", "MessagePosted"]
+__all__ = [
+    "Broker",
+    "Delivered",
+    "Event",
+    "MemberAdded",
+    "MemberRemoved",
+    "MemoryBroker",
+    "MessageChanged",
+    "MessagePosted",
+    "PresenceChanged",
+    "Receipt",
+    "StreamEvent",
+    "Typing",
+]

@@ -5,7 +5,7 @@ the publishing node included, at most once. Events from one publisher
 arrive in the order they were published; events from different publishers
 may interleave. Nothing is stored: a node that misses an event (because it
 was down) learns the state from the database, and a client that misses a
-message recovers it by seq.
+stream entry recovers it by seq.
 """
 
 from __future__ import annotations
@@ -15,11 +15,36 @@ from typing import Protocol
 
 import msgspec
 
-from serenchat.domain.models import Message
+from serenchat.domain.models import Message, Status, Update
 
 
 class MessagePosted(msgspec.Struct, frozen=True, tag="message"):
     message: Message
+
+    @property
+    def room(self) -> str:
+        return self.message.room
+
+    @property
+    def seq(self) -> int:
+        return self.message.seq
+
+
+class MessageChanged(msgspec.Struct, frozen=True, tag="update"):
+    update: Update
+
+    @property
+    def room(self) -> str:
+        return self.update.message.room
+
+    @property
+    def seq(self) -> int:
+        return self.update.seq
+
+
+class MemberAdded(msgspec.Struct, frozen=True, tag="member_added"):
+    room: str
+    username: str
 
 
 class MemberRemoved(msgspec.Struct, frozen=True, tag="member_removed"):
@@ -27,7 +52,46 @@ class MemberRemoved(msgspec.Struct, frozen=True, tag="member_removed"):
     username: str
 
 
-Event = MessagePosted | MemberRemoved
+class PresenceChanged(msgspec.Struct, frozen=True, tag="presence"):
+    """``rooms`` are the user's rooms: who shares one of them hears of it."""
+
+    user: str
+    status: Status
+    last_seen: str | None
+    rooms: list[str]
+
+
+class Typing(msgspec.Struct, frozen=True, tag="typing"):
+    room: str
+    user: str
+    active: bool
+
+
+class Receipt(msgspec.Struct, frozen=True, tag="receipt"):
+    room: str
+    user: str
+    read_seq: int
+    delivered_seq: int
+
+
+class Delivered(msgspec.Struct, frozen=True, tag="delivery"):
+    """Delivered positions that moved in a room since the last report."""
+
+    room: str
+    delivered: dict[str, int]
+
+
+StreamEvent = MessagePosted | MessageChanged
+Event = (
+    MessagePosted
+    | MessageChanged
+    | MemberAdded
+    | MemberRemoved
+    | PresenceChanged
+    | Typing
+    | Receipt
+    | Delivered
+)
 EventHandler = Callable[[Event], None]
 
 

@@ -16,13 +16,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import WSMsgType, web
 
+from serenchat.broker import (
+    Delivered,
+    Event,
+    MemberRemoved,
+    MessageChanged,
+    MessagePosted,
+    PresenceChanged,
+    Receipt,
+    Typing,
+)
 from serenchat.domain.errors import BadRequest, ChatError, TooLarge, Unauthorized
-from serenchat.domain.models import Message, User
+from serenchat.domain.models import Message, Status, User
 from serenchat.gateway.frames import frame
 from serenchat.service import ChatService
 
@@ -74,7 +84,49 @@ class Ping(msgspec.Struct, tag="ping"):
     id: RequestId | None = None
 
 
-Request = Hello | Join | Leave | Send | History | Ping
+class SetPresence(msgspec.Struct, tag="presence"):
+    status: Literal["online", "away"]
+    id: RequestId | None = None
+
+
+class SetTyping(msgspec.Struct, tag="typing"):
+    room: str
+    active: bool
+    id: RequestId | None = None
+
+
+class Read(msgspec.Struct, tag="read"):
+    room: str
+    seq: int
+    id: RequestId | None = None
+
+
+class Edit(msgspec.Struct, tag="edit"):
+    room: str
+    message_id: int
+    text: str
+    id: RequestId | None = None
+
+
+class Delete(msgspec.Struct, tag="delete"):
+    room: str
+    message_id: int
+    id: RequestId | None = None
+
+
+Request = (
+    Hello
+    | Join
+    | Leave
+    | Send
+    | History
+    | Ping
+    | SetPresence
+    | SetTyping
+    | Read
+    | Edit
+    | Delete
+)
 
 
 class Envelope(msgspec.Struct):
@@ -83,16 +135,76 @@ class Envelope(msgspec.Struct):
     id: Any = None
 
 
-# Server frames.
+# Server frames, one per broker event.
 
 
-class MessageEvent(msgspec.Struct, tag="message"):
+class MessageFrame(msgspec.Struct, tag="message"):
     room: str
     message: Message
 
 
-class RemovedEvent(msgspec.Struct, tag="removed"):
+class UpdateFrame(msgspec.Struct, tag="update"):
     room: str
+    seq: int
+    kind: str
+    message: Message
+
+
+class RemovedFrame(msgspec.Struct, tag="removed"):
+    room: str
+
+
+class PresenceFrame(msgspec.Struct, tag="presence"):
+    user: str
+    status: Status
+    last_seen: str | None
+
+
+class TypingFrame(msgspec.Struct, tag="typing"):
+    room: str
+    user: str
+    active: bool
+
+
+class ReceiptFrame(msgspec.Struct, tag="receipt"):
+    room: str
+    user: str
+    read_seq: int
+    delivered_seq: int
+
+
+class DeliveryFrame(msgspec.Struct, tag="delivery"):
+    room: str
+    delivered: dict[str, int]
+
+
+def _frame_of(event: Event) -> msgspec.Struct:
+    match event:
+        case MessagePosted(message=message):
+            return MessageFrame(room=message.room, message=message)
+        case MessageChanged(update=update):
+            return UpdateFrame(
+                room=update.message.room,
+                seq=update.seq,
+                kind=update.kind,
+                message=update.message,
+            )
+        case MemberRemoved(room=room):
+            return RemovedFrame(room=room)
+        case PresenceChanged(user=user, status=status, last_seen=last_seen):
+            return PresenceFrame(user=user, status=status, last_seen=last_seen)
+        case Typing(room=room, user=user, active=active):
+            return TypingFrame(room=room, user=user, active=active)
+        case Receipt():
+            return ReceiptFrame(
+                room=event.room,
+                user=event.user,
+                read_seq=event.read_seq,
+                delivered_seq=event.delivered_seq,
+            )
+        case Delivered(room=room, delivered=delivered):
+            return DeliveryFrame(room=room, delivered=delivered)
+    raise TypeError(f"no JSON frame for {type(event).__name__}")
 
 
 _encode = msgspec.json.Encoder().encode
@@ -117,13 +229,10 @@ def _error(request_id: object, error: ChatError) -> bytes:
 
 
 class JsonCodec:
-    """Encodes hub events as JSON text frames."""
+    """Encodes broker events as JSON text frames."""
 
-    def message(self, message: Message) -> bytes:
-        return frame(_encode(MessageEvent(room=message.room, message=message)))
-
-    def removed(self, room: str) -> bytes:
-        return frame(_encode(RemovedEvent(room=room)))
+    def encode(self, event: Event) -> bytes:
+        return frame(_encode(_frame_of(event)))
 
 
 CODEC = JsonCodec()
@@ -139,6 +248,8 @@ class JsonConnection:
     ) -> None:
         self.ws = ws
         self.username = ""
+        self.user_id = 0
+        self.status = Status.ONLINE
         self.peer = request.remote or "?"
         transport = request.transport
         assert transport is not None
@@ -217,7 +328,7 @@ class JsonGateway:
                 await self._serve(conn, user)
         finally:
             self._connections.discard(conn)
-            self.service.hub.disconnect(conn)
+            await self.service.activity.disconnect(conn)
             if not ws.closed:
                 await ws.close()
         return ws
@@ -265,7 +376,8 @@ class JsonGateway:
         except ChatError as error:
             return await self._refuse(conn, request.id, error)
         conn.username = user.username
-        self.service.hub.connect(conn)
+        conn.user_id = user.id
+        await self.service.activity.connect(conn, user)
         conn.deliver(_reply(request.id, user=user))
         log.debug("hello", extra={"user": user.username, "peer": conn.peer})
         return user
@@ -315,7 +427,14 @@ class JsonGateway:
                 conn.deliver(_reply(rid, message=message))
             case Join(room=room, since=since, id=rid):
                 joined = await service.join(user, conn, room, since)
-                conn.deliver(_reply(rid, room=joined.room, last_seq=joined.last_seq))
+                conn.deliver(
+                    _reply(
+                        rid,
+                        room=joined.room,
+                        last_seq=joined.last_seq,
+                        members=joined.members,
+                    )
+                )
                 joined.activate()
             case Leave(room=room, id=rid):
                 service.leave(conn, room)
@@ -327,6 +446,21 @@ class JsonGateway:
                 conn.deliver(_reply(rid, messages=messages))
             case Ping(id=rid):
                 conn.deliver(_reply(rid))
+            case SetPresence(status=status, id=rid):
+                folded = await service.activity.set_status(conn, Status(status))
+                conn.deliver(_reply(rid, status=folded))
+            case SetTyping(room=room, active=active, id=rid):
+                await service.typing(user, room, active)
+                conn.deliver(_reply(rid))
+            case Read(room=room, seq=seq, id=rid):
+                read_seq = await service.read(user, room, seq)
+                conn.deliver(_reply(rid, read_seq=read_seq))
+            case Edit(room=room, message_id=message_id, text=text, id=rid):
+                update = await service.edit(user, room, message_id, text)
+                conn.deliver(_reply(rid, seq=update.seq, message=update.message))
+            case Delete(room=room, message_id=message_id, id=rid):
+                update = await service.delete(user, room, message_id)
+                conn.deliver(_reply(rid, seq=update.seq, message=update.message))
             case Hello(id=rid):
                 conn.deliver(_error(rid, _bad("already said hello")))
 

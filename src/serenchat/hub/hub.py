@@ -1,23 +1,29 @@
-"""The hub: who is connected to this node, and to which rooms.
+"""The hub: who is connected to this node, to which rooms, and how they are.
 
-Fan-out encodes a message once per wire format (not once per recipient)
-and hands the same bytes to every local subscriber of the room. Writing is
-the subscriber's business and must not block: a subscriber that cannot keep
-up closes itself, and its client recovers by seq when it reconnects.
+Fan-out encodes an event once per wire format (not once per recipient) and
+hands the same bytes to every local subscriber of the room. Writing is the
+subscriber's business and must not block: a subscriber that cannot keep up
+closes itself, and its client recovers by seq when it reconnects.
 
-A subscription starts *syncing*: live messages are held back while the
+A subscription starts *syncing*: stream events are held back while the
 service replays what the client missed from the database, then
 :meth:`Subscription.activate` releases the held ones that the replay did
-not cover. Together with the per-subscription ``floor`` (the highest seq
-delivered) this gives each client every message once, in seq order.
+not cover. With the per-subscription ``floor`` (the highest seq delivered)
+this gives each client every stream entry once, in seq order.
+
+The hub also keeps, for the users connected here, their presence (the
+statuses of their connections, folded into one) and the rooms they belong
+to, which decides who hears of whose presence.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Protocol
 
-from serenchat.domain.models import Message
+from serenchat.broker import Event, StreamEvent
+from serenchat.domain.models import Status
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +31,16 @@ log = logging.getLogger(__name__)
 class Codec(Protocol):
     """Turns events into the bytes of one wire format."""
 
-    def message(self, message: Message) -> bytes: ...
-
-    def removed(self, room: str) -> bytes: ...
+    def encode(self, event: Event) -> bytes: ...
 
 
 class Subscriber(Protocol):
     """A local connection, as the hub sees it."""
 
     username: str
+    user_id: int
     codec: Codec
+    status: Status
 
     def deliver(self, data: bytes) -> None:
         """Queue encoded bytes for the client without blocking.
@@ -53,70 +59,131 @@ class Subscriber(Protocol):
 class Subscription:
     """One subscriber in one room."""
 
-    __slots__ = ("floor", "held", "hub", "room", "subscriber")
+    __slots__ = ("floor", "held", "room", "subscriber")
 
-    def __init__(self, hub: Hub, subscriber: Subscriber, room: str) -> None:
-        self.hub = hub
+    def __init__(self, subscriber: Subscriber, room: str) -> None:
         self.subscriber = subscriber
         self.room = room
         self.floor = 0
-        # Live messages received while syncing; None once active.
-        self.held: list[Message] | None = []
+        # Stream events received while syncing; None once active.
+        self.held: list[StreamEvent] | None = []
 
     def activate(self, floor: int) -> None:
-        """Go live: deliver held messages above ``floor``, then the rest."""
+        """Go live: deliver held events above ``floor``, then the rest."""
         held, self.held = self.held or [], None
         self.floor = max(self.floor, floor)
-        for message in held:
-            self._deliver(message, self.subscriber.codec.message(message))
+        for event in held:
+            if event.seq > self.floor:
+                self.floor = event.seq
+                self.subscriber.deliver(self.subscriber.codec.encode(event))
 
-    def _deliver(self, message: Message, data: bytes) -> None:
-        if message.seq <= self.floor:
-            return
-        self.floor = message.seq
-        self.subscriber.deliver(data)
+
+def fold(statuses: Iterable[Status]) -> Status:
+    """One user's status from their connections': any online wins."""
+    folded = Status.OFFLINE
+    for status in statuses:
+        if status is Status.ONLINE:
+            return Status.ONLINE
+        folded = Status.AWAY
+    return folded
 
 
 class Hub:
-    """Index of local subscriptions by room and by user."""
+    """Index of local connections by room and by user."""
 
     def __init__(self, *, max_held: int = 10_000) -> None:
         self._rooms: dict[str, dict[Subscriber, Subscription]] = {}
         self._users: dict[str, set[Subscriber]] = {}
         self._joined: dict[Subscriber, set[str]] = {}
+        # Memberships of the users connected here, both ways.
+        self._rooms_of: dict[str, set[str]] = {}
+        self._members_here: dict[str, set[str]] = {}
+        self._dirty: set[str] = set()
         self._max_held = max_held
-        self.encoded = 0  # frames encoded by fan-out, for metrics and tests
-        self.delivered = 0
+        self.encoded = 0  # frames encoded by stream fan-out
+        self.delivered = 0  # frames handed to subscribers by stream fan-out
 
-    # Connections.
+    # Connections and presence.
 
-    def connect(self, subscriber: Subscriber) -> None:
-        self._users.setdefault(subscriber.username, set()).add(subscriber)
+    def connect(self, subscriber: Subscriber, rooms: Iterable[str]) -> bool:
+        """Add a connection; True if its user's status changed."""
+        before = self.status(subscriber.username)
+        local = self._users.setdefault(subscriber.username, set())
+        if not local:
+            for room in rooms:
+                self.add_membership(room, subscriber.username, force=True)
+        local.add(subscriber)
         self._joined[subscriber] = set()
+        return self.status(subscriber.username) is not before
 
-    def disconnect(self, subscriber: Subscriber) -> None:
-        """Forget a closed connection and all its subscriptions."""
-        for room in list(self._joined.pop(subscriber, ())):
+    def disconnect(self, subscriber: Subscriber) -> bool:
+        """Forget a closed connection; True if its user's status changed."""
+        if subscriber not in self._joined:
+            return False
+        before = self.status(subscriber.username)
+        for room in list(self._joined.pop(subscriber)):
             self.unsubscribe(subscriber, room)
         local = self._users.get(subscriber.username)
         if local is not None:
             local.discard(subscriber)
             if not local:
                 del self._users[subscriber.username]
+                for room in self._rooms_of.pop(subscriber.username, ()):
+                    self._drop_member_here(room, subscriber.username)
+        return self.status(subscriber.username) is not before
+
+    def set_status(self, subscriber: Subscriber, status: Status) -> bool:
+        """Set one connection's status; True if its user's status changed."""
+        before = self.status(subscriber.username)
+        subscriber.status = status
+        return self.status(subscriber.username) is not before
+
+    def status(self, username: str) -> Status:
+        return fold(s.status for s in self._users.get(username, ()))
 
     @property
     def connections(self) -> int:
         return len(self._joined)
 
-    def online(self, username: str) -> bool:
-        return username in self._users
+    def rooms_of(self, username: str) -> list[str]:
+        return sorted(self._rooms_of.get(username, ()))
+
+    # Memberships of local users.
+
+    def add_membership(self, room: str, username: str, *, force: bool = False) -> None:
+        if not force and username not in self._users:
+            return
+        self._rooms_of.setdefault(username, set()).add(room)
+        self._members_here.setdefault(room, set()).add(username)
+
+    def remove_membership(self, room: str, username: str) -> None:
+        """Forget a membership and unsubscribe the user's connections."""
+        self._rooms_of.get(username, set()).discard(room)
+        self._drop_member_here(room, username)
+        for subscriber in list(self._users.get(username, ())):
+            self.unsubscribe(subscriber, room)
+
+    def _drop_member_here(self, room: str, username: str) -> None:
+        here = self._members_here.get(room)
+        if here is not None:
+            here.discard(username)
+            if not here:
+                del self._members_here[room]
+
+    def audience(self, rooms: Iterable[str], exclude: str) -> set[str]:
+        """Local users who belong to any of ``rooms``, but ``exclude``."""
+        found: set[str] = set()
+        for room in rooms:
+            found |= self._members_here.get(room, set())
+        found.discard(exclude)
+        return found
 
     # Rooms.
 
     def subscribe(self, subscriber: Subscriber, room: str) -> Subscription:
         """Subscribe, or resubscribe, in the syncing state."""
         subs = self._rooms.setdefault(room, {})
-        subscription = Subscription(self, subscriber, room)
+        subscription = Subscription(subscriber, room)
         subs[subscriber] = subscription
         self._joined.setdefault(subscriber, set()).add(room)
         return subscription
@@ -133,26 +200,23 @@ class Hub:
     def is_subscribed(self, subscriber: Subscriber, room: str) -> bool:
         return subscriber in self._rooms.get(room, ())
 
-    def subscribers(self, room: str) -> int:
-        return len(self._rooms.get(room, ()))
+    # Fan-out.
 
-    # Events from the broker.
-
-    def publish_message(self, message: Message) -> None:
-        """Fan a stored message out to this node's subscribers of its room."""
-        subs = self._rooms.get(message.room)
+    def publish_stream(self, event: StreamEvent) -> None:
+        """Fan a stored stream entry out to this node's subscribers of its room."""
+        subs = self._rooms.get(event.room)
         if not subs:
             return
 
         frames: dict[Codec, bytes] = {}
-        seq = message.seq
+        seq = event.seq
         for subscription in subs.values():
             held = subscription.held
             if held is not None:
                 if len(held) >= self._max_held:
                     subscription.subscriber.overflow()
                 else:
-                    held.append(message)
+                    held.append(event)
                 continue
             if seq <= subscription.floor:
                 continue
@@ -162,14 +226,52 @@ class Hub:
             codec = subscriber.codec
             data = frames.get(codec)
             if data is None:
-                data = frames[codec] = codec.message(message)
+                data = frames[codec] = codec.encode(event)
             subscriber.deliver(data)
 
+        self._dirty.add(event.room)
         self.encoded += len(frames)
         self.delivered += len(subs)
 
-    def remove_member(self, room: str, username: str) -> None:
-        """Unsubscribe a user's local connections from a room they left."""
-        for subscriber in list(self._users.get(username, ())):
-            if self.unsubscribe(subscriber, room):
-                subscriber.deliver(subscriber.codec.removed(room))
+    def broadcast(self, room: str, event: Event, *, skip: str | None = None) -> None:
+        """Send a transient event to the room's live subscribers."""
+        frames: dict[Codec, bytes] = {}
+        for subscription in self._rooms.get(room, {}).values():
+            subscriber = subscription.subscriber
+            if subscription.held is not None or subscriber.username == skip:
+                continue
+            data = frames.get(subscriber.codec)
+            if data is None:
+                data = frames[subscriber.codec] = subscriber.codec.encode(event)
+            subscriber.deliver(data)
+
+    def send_to_users(self, usernames: Iterable[str], event: Event) -> None:
+        """Send an event to every local connection of these users."""
+        frames: dict[Codec, bytes] = {}
+        for username in usernames:
+            for subscriber in self._users.get(username, ()):
+                data = frames.get(subscriber.codec)
+                if data is None:
+                    data = frames[subscriber.codec] = subscriber.codec.encode(event)
+                subscriber.deliver(data)
+
+    def mark_dirty(self, room: str) -> None:
+        """Have the next delivered_positions() look at this room."""
+        self._dirty.add(room)
+
+    def delivered_positions(self) -> list[tuple[str, str, int, int]]:
+        """(room, username, user_id, seq) for rooms with new deliveries.
+
+        ``seq`` is the highest seq handed to any of the user's connections
+        in the room since the last call marked the room dirty.
+        """
+        found: dict[tuple[str, str], tuple[int, int]] = {}
+        for room in self._dirty:
+            for subscription in self._rooms.get(room, {}).values():
+                subscriber = subscription.subscriber
+                key = (room, subscriber.username)
+                best = found.get(key, (subscriber.user_id, 0))[1]
+                if subscription.floor > best:
+                    found[key] = (subscriber.user_id, subscription.floor)
+        self._dirty.clear()
+        return [(r, u, uid, seq) for (r, u), (uid, seq) in found.items()]

@@ -22,23 +22,47 @@ from dataclasses import dataclass
 import msgspec
 
 from serenchat.auth import PasswordHasher, TokenAuthority
-from serenchat.broker import Broker, Event, MemberRemoved, MessagePosted
+from serenchat.broker import (
+    Broker,
+    Delivered,
+    Event,
+    MemberAdded,
+    MemberRemoved,
+    MessageChanged,
+    MessagePosted,
+    PresenceChanged,
+    Receipt,
+    Typing,
+)
 from serenchat.domain import rules
 from serenchat.domain.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     NotFound,
     RateLimited,
     Unauthorized,
 )
-from serenchat.domain.models import Member, Message, Room, RoomKind, User
+from serenchat.domain.models import (
+    Member,
+    Message,
+    Room,
+    RoomKind,
+    RoomState,
+    Update,
+    User,
+)
 from serenchat.hub import Hub, Subscriber, Subscription
+from serenchat.service.activity import Activity
 from serenchat.service.ratelimit import RateLimiter
 from serenchat.store import Store
+from serenchat.store.writer import Entry
 
 log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
+# Stream positions fit a signed 64-bit column on every backend.
+MAX_POSITION = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +73,8 @@ class Limits:
     send_rate: float = 20.0
     send_burst: float = 40.0
     access_ttl: float = 5.0
+    typing_ttl: float = 6.0
+    delivery_interval: float = 1.0
 
 
 class Session(msgspec.Struct, frozen=True):
@@ -66,10 +92,14 @@ class Joined:
 
     room: Room
     last_seq: int
+    members: list[Member]
     subscription: Subscription
+    hub: Hub
 
     def activate(self) -> None:
         self.subscription.activate(self.last_seq)
+        # What the replay handed over counts as delivered.
+        self.hub.mark_dirty(self.room.id)
 
 
 class ChatService:
@@ -94,21 +124,45 @@ class ChatService:
         # node; on this node removal clears the entry at once.
         self._members: dict[tuple[str, int], float] = {}
         self._rooms: dict[str, Room] = {}
+        self.activity = Activity(
+            store,
+            hub,
+            broker,
+            typing_ttl=limits.typing_ttl,
+            delivery_interval=limits.delivery_interval,
+        )
 
     async def start(self) -> None:
         await self.broker.start(self._on_event)
+        self.activity.start()
 
-    def on_commit(self, messages: Sequence[Message]) -> None:
-        """Publish freshly committed messages (called by the writer)."""
-        for message in messages:
-            self.broker.publish(MessagePosted(message))
+    async def close(self) -> None:
+        await self.activity.close()
+
+    def on_commit(self, entries: Sequence[Entry]) -> None:
+        """Publish freshly committed stream entries (called by the writer)."""
+        for entry in entries:
+            if isinstance(entry, Message):
+                self.broker.publish(MessagePosted(entry))
+            else:
+                self.broker.publish(MessageChanged(entry))
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, MessagePosted):
-            self.hub.publish_message(event.message)
-        elif isinstance(event, MemberRemoved):
-            self._forget_member(event.room, event.username)
-            self.hub.remove_member(event.room, event.username)
+        hub = self.hub
+        match event:
+            case MessagePosted() | MessageChanged():
+                hub.publish_stream(event)
+            case Typing() | Receipt() | Delivered():
+                skip = event.user if isinstance(event, Typing) else None
+                hub.broadcast(event.room, event, skip=skip)
+            case PresenceChanged():
+                hub.send_to_users(hub.audience(event.rooms, event.user), event)
+            case MemberAdded():
+                hub.add_membership(event.room, event.username)
+            case MemberRemoved():
+                self._forget_member(event.room, event.username)
+                hub.remove_membership(event.room, event.username)
+                hub.send_to_users([event.username], event)
 
     # Accounts.
 
@@ -157,6 +211,7 @@ class ChatService:
         room = await self.store.create_room(
             slug, rules.title(title, slug), kind, user, [user.id]
         )
+        self.broker.publish(MemberAdded(room=slug, username=user.username))
         log.info("room created", extra={"room": slug, "user": user.username})
         return room
 
@@ -175,28 +230,37 @@ class ChatService:
             return room
         title = ", ".join(sorted((user.username, other_name)))
         try:
-            return await self.store.create_room(
+            room = await self.store.create_room(
                 room_id, title, RoomKind.DIRECT, None, [user.id, other.id]
             )
-        except Exception:
+        except Conflict:
             # Both users opened the conversation at the same moment.
-            room = await self.store.room(room_id)
-            if room is None:
-                raise
+            room = await self._room(room_id)
             return room
+        for name in (user.username, other_name):
+            self.broker.publish(MemberAdded(room=room_id, username=name))
+        return room
 
     async def room(self, user: User, room_id: object) -> Room:
         room = await self._room(room_id)
         await self._check_read(user, room)
         return room
 
-    async def rooms(self, user: User) -> list[Room]:
+    async def rooms(self, user: User) -> list[RoomState]:
         return await self.store.rooms_visible_to(user.id)
 
     async def members(self, user: User, room_id: object) -> list[Member]:
         room = await self._room(room_id)
         await self._check_read(user, room)
-        return await self.store.members(room.id)
+        return await self._members_of(room.id)
+
+    async def _members_of(self, room_id: str) -> list[Member]:
+        """Members with their live presence filled in."""
+        found = await self.store.members(room_id)
+        return [
+            msgspec.structs.replace(m, status=self.hub.status(m.username))
+            for m in found
+        ]
 
     async def add_member(self, user: User, room_id: object, username: object) -> Member:
         room = await self._room(room_id)
@@ -212,8 +276,9 @@ class ChatService:
         target = await self.store.user(name)
         if target is None:
             raise NotFound(f"no user {name!r}")
-        await self.store.add_member(room.id, target.id)
-        return next(m for m in await self.store.members(room.id) if m.username == name)
+        if await self.store.add_member(room.id, target.id):
+            self.broker.publish(MemberAdded(room=room.id, username=name))
+        return next(m for m in await self._members_of(room.id) if m.username == name)
 
     async def remove_member(
         self, user: User, room_id: object, username: object
@@ -251,7 +316,58 @@ class ChatService:
             raise RateLimited("too many messages; slow down")
 
         appended = await self.store.append(room.id, user, body, key)
+        self.activity.stop_typing(room.id, user.username)
         return appended.message
+
+    async def edit(
+        self, user: User, room_id: object, message_id: object, text: object
+    ) -> Update:
+        """Replace the text of one's own message; subscribers get an update."""
+        body = rules.message_text(text, self.limits.max_text)
+        room, message = await self._own_message(user, room_id, message_id)
+        if message.sender != user.username:
+            raise Forbidden("only the sender can edit a message")
+        return await self.store.change(room.id, message.id, body)
+
+    async def delete(self, user: User, room_id: object, message_id: object) -> Update:
+        """Delete a message (its sender or the room's owner); the text is erased."""
+        room, message = await self._own_message(user, room_id, message_id)
+        if message.sender != user.username and room.owner != user.username:
+            raise Forbidden("only the sender or the room's owner can delete a message")
+        return await self.store.change(room.id, message.id, None)
+
+    async def _own_message(
+        self, user: User, room_id: object, message_id: object
+    ) -> tuple[Room, Message]:
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise BadRequest("message_id must be an integer")
+        room = await self._cached_room(room_id)
+        await self._check_read(user, room)
+        message = await self.store.message(message_id)
+        if message is None or message.room != room.id:
+            raise NotFound(f"no message {message_id} in {room.id!r}")
+        if message.deleted:
+            raise NotFound(f"message {message_id} was deleted")
+        return room, message
+
+    async def typing(self, user: User, room_id: object, active: bool) -> None:
+        """Relay that ``user`` is (or stopped) typing in a room they may post in."""
+        room = await self._cached_room(room_id)
+        await self._check_post(user, room)
+        self.activity.typing(room.id, user.username, active)
+
+    async def read(self, user: User, room_id: object, seq: object) -> int:
+        """Move the caller's read position in a room forward to ``seq``.
+
+        A position past the end of the stream is taken as the end. Returns
+        the read position after the call.
+        """
+        position = _position(seq, "seq")
+        if position is None:
+            raise BadRequest("seq is required")
+        room = await self._room(room_id)
+        await self._check_post(user, room)
+        return await self.activity.read(user, room.id, min(position, room.last_seq))
 
     async def history(
         self,
@@ -289,10 +405,17 @@ class ChatService:
         subscription = self.hub.subscribe(subscriber, room.id)
         try:
             last_seq = await self._replay(subscriber, room.id, since_seq)
+            members = await self._members_of(room.id)
         except BaseException:
             self.hub.unsubscribe(subscriber, room.id)
             raise
-        return Joined(room=room, last_seq=last_seq, subscription=subscription)
+        return Joined(
+            room=room,
+            last_seq=last_seq,
+            members=members,
+            subscription=subscription,
+            hub=self.hub,
+        )
 
     def leave(self, subscriber: Subscriber, room_id: object) -> None:
         if not self.hub.unsubscribe(subscriber, rules.room_id(room_id)):
@@ -301,21 +424,30 @@ class ChatService:
     async def _replay(
         self, subscriber: Subscriber, room_id: str, since: int | None
     ) -> int:
-        """Send messages after ``since``; return the highest seq now known."""
+        """Send stream entries after ``since``; return the position reached.
+
+        Entries committed after the room was read here arrive live (held by
+        the subscription meanwhile). A ``since`` past the end of the stream
+        replays nothing and yields the real end, which tells the client that
+        its position does not belong to this room's stream.
+        """
         room = await self.store.room(room_id)
         last_seq = room.last_seq if room else 0
-        if since is None:
+        if since is None or since >= last_seq:
             return last_seq
 
         position = since
-        while True:
-            page = await self.store.messages(room_id, after=position, limit=REPLAY_PAGE)
-            for message in page:
-                await subscriber.send(subscriber.codec.message(message))
-            if page:
-                position = page[-1].seq
-            if len(page) < REPLAY_PAGE:
-                return max(position, last_seq)
+        while position < last_seq:
+            upto = min(position + REPLAY_PAGE, last_seq)
+            for entry in await self.store.stream(room_id, position, upto):
+                event = (
+                    MessagePosted(entry)
+                    if isinstance(entry, Message)
+                    else MessageChanged(entry)
+                )
+                await subscriber.send(subscriber.codec.encode(event))
+            position = upto
+        return last_seq
 
     # Access.
 
@@ -356,7 +488,8 @@ class ChatService:
 
     async def _ensure_member(self, user: User, room: Room) -> None:
         if not await self._is_member(user, room):
-            await self.store.add_member(room.id, user.id)
+            if await self.store.add_member(room.id, user.id):
+                self.broker.publish(MemberAdded(room=room.id, username=user.username))
             self._remember_member((room.id, user.id))
 
     async def _check_read(self, user: User, room: Room) -> None:
@@ -380,6 +513,8 @@ class ChatService:
 def _position(value: object, name: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadRequest(f"{name} must be a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRequest(f"{name} must be an integer")
+    if not 0 <= value <= MAX_POSITION:
+        raise BadRequest(f"{name} must be between 0 and {MAX_POSITION}")
     return value

@@ -8,9 +8,9 @@ the group-commit writer (:mod:`serenchat.store.writer`); the other writes
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,27 +21,25 @@ from serenchat.domain.models import (
     Message,
     Room,
     RoomKind,
+    RoomState,
+    Update,
     User,
     format_ms,
     now_ms,
 )
+from serenchat.store import rows
 from serenchat.store.engine import create_engine
-from serenchat.store.schema import members, messages, rooms, users
-from serenchat.store.writer import Appended, GroupCommitWriter
+from serenchat.store.schema import changes, members, messages, rooms, users
+from serenchat.store.writer import Appended, Entry, GroupCommitWriter, OnCommit
 
 log = logging.getLogger(__name__)
 
-owners = users.alias("owners")
-senders = users.alias("senders")
-
-ROOM_COLUMNS = (*rooms.c, owners.c.username.label("owner_name"))
-MESSAGE_COLUMNS = (*messages.c, senders.c.username.label("sender_name"))
-
 
 class UserRecord(User, frozen=True):
-    """A user with the password hash; stays inside the service layer."""
+    """A user with what stays inside the service layer."""
 
     password_hash: str | None = None
+    last_seen: str | None = None
 
 
 class Store:
@@ -51,7 +49,7 @@ class Store:
         self,
         url: str,
         *,
-        on_commit: Callable[[Sequence[Message]], None] = lambda _: None,
+        on_commit: OnCommit = lambda _: None,
         pool_size: int = 10,
         max_batch: int = 512,
         max_pending: int = 10_000,
@@ -106,7 +104,26 @@ class Store:
             username=row.username,
             created_at=format_ms(row.created_at),
             password_hash=row.password_hash,
+            last_seen=format_ms(row.last_seen) if row.last_seen else None,
         )
+
+    async def touch(self, user_id: int, at: int) -> None:
+        """Record ``at`` (epoch ms) as the user's last_seen."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(users).where(users.c.id == user_id).values(last_seen=at)
+            )
+
+    async def last_seen(self, usernames: Iterable[str]) -> dict[str, str | None]:
+        names = list(usernames)
+        query = sa.select(users.c.username, users.c.last_seen).where(
+            users.c.username.in_(names)
+        )
+        async with self.engine.connect() as conn:
+            return {
+                row.username: format_ms(row.last_seen) if row.last_seen else None
+                for row in await conn.execute(query)
+            }
 
     async def ensure_user(self, username: str) -> User:
         """Return the user, creating it without a password if it is new."""
@@ -160,21 +177,69 @@ class Store:
         )
 
     async def room(self, room_id: str) -> Room | None:
-        query = _rooms_query().where(rooms.c.id == room_id)
+        query = rows.select_rooms().where(rooms.c.id == room_id)
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return _room(row) if row is not None else None
+        return rows.room(row) if row is not None else None
 
-    async def rooms_visible_to(self, user_id: int) -> list[Room]:
-        """The rooms ``user_id`` belongs to, and every public room."""
-        mine = sa.select(members.c.room_id).where(members.c.user_id == user_id)
+    async def rooms_visible_to(self, user_id: int) -> list[RoomState]:
+        """The rooms ``user_id`` belongs to, and every public room.
+
+        ``unread`` counts the messages after the user's read position that
+        others sent and nobody deleted.
+        """
+        mine = members.alias("mine")
         query = (
-            _rooms_query()
-            .where(sa.or_(rooms.c.kind == RoomKind.PUBLIC.value, rooms.c.id.in_(mine)))
+            sa.select(
+                *rows.ROOM_COLUMNS,
+                mine.c.user_id.label("member_id"),
+                mine.c.read_seq,
+            )
+            .select_from(rooms)
+            .outerjoin(rows.owners, rows.owners.c.id == rooms.c.owner_id)
+            .outerjoin(
+                mine, sa.and_(mine.c.room_id == rooms.c.id, mine.c.user_id == user_id)
+            )
+            .where(
+                sa.or_(
+                    rooms.c.kind == RoomKind.PUBLIC.value, mine.c.user_id.is_not(None)
+                )
+            )
             .order_by(rooms.c.id)
         )
+        unread = (
+            sa.select(messages.c.room_id, sa.func.count().label("unread"))
+            .join(
+                members,
+                sa.and_(
+                    members.c.room_id == messages.c.room_id,
+                    members.c.user_id == user_id,
+                ),
+            )
+            .where(
+                messages.c.seq > members.c.read_seq,
+                messages.c.sender_id != user_id,
+                messages.c.deleted == sa.false(),
+            )
+            .group_by(messages.c.room_id)
+        )
         async with self.engine.connect() as conn:
-            return [_room(row) for row in await conn.execute(query)]
+            found = list(await conn.execute(query))
+            counts = {row.room_id: row.unread for row in await conn.execute(unread)}
+        return [
+            RoomState(
+                **msgspec.structs.asdict(rows.room(row)),
+                member=row.member_id is not None,
+                last_read_seq=row.read_seq or 0,
+                unread=counts.get(row.id, 0),
+            )
+            for row in found
+        ]
+
+    async def room_ids_of(self, user_id: int) -> set[str]:
+        query = sa.select(members.c.room_id).where(members.c.user_id == user_id)
+        async with self.engine.connect() as conn:
+            return set((await conn.scalars(query)).all())
 
     async def is_member(self, room_id: str, user_id: int) -> bool:
         query = sa.select(sa.literal(1)).where(
@@ -203,9 +268,16 @@ class Store:
         return bool(result.rowcount)
 
     async def members(self, room_id: str) -> list[Member]:
+        """Members with stream positions and last_seen (status is offline)."""
         query = (
             sa.select(
-                users.c.username, members.c.joined_at, rooms.c.owner_id, users.c.id
+                users.c.username,
+                users.c.last_seen,
+                users.c.id,
+                members.c.joined_at,
+                members.c.read_seq,
+                members.c.delivered_seq,
+                rooms.c.owner_id,
             )
             .join(users, users.c.id == members.c.user_id)
             .join(rooms, rooms.c.id == members.c.room_id)
@@ -218,9 +290,56 @@ class Store:
                     username=row.username,
                     joined_at=format_ms(row.joined_at),
                     owner=row.owner_id == row.id,
+                    last_seen=format_ms(row.last_seen) if row.last_seen else None,
+                    read_seq=row.read_seq,
+                    delivered_seq=max(row.delivered_seq, row.read_seq),
                 )
                 for row in await conn.execute(query)
             ]
+
+    async def mark_read(
+        self, room_id: str, user_id: int, seq: int
+    ) -> tuple[int, int] | None:
+        """Move a read position forward to ``seq``.
+
+        Return the member's (read_seq, delivered_seq) if it moved, None if
+        it was already at or past ``seq``. Reading implies delivery.
+        """
+        async with self.engine.begin() as conn:
+            moved = await conn.execute(
+                sa.update(members)
+                .where(
+                    members.c.room_id == room_id,
+                    members.c.user_id == user_id,
+                    members.c.read_seq < seq,
+                )
+                .values(
+                    read_seq=seq,
+                    delivered_seq=sa.case(
+                        (members.c.delivered_seq < seq, seq),
+                        else_=members.c.delivered_seq,
+                    ),
+                )
+            )
+            if not moved.rowcount:
+                return None
+        return seq, seq
+
+    async def mark_delivered(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        """Move (room_id, user_id) delivered positions forward, in one go."""
+        if not positions:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(members)
+                .where(
+                    members.c.room_id == sa.bindparam("r"),
+                    members.c.user_id == sa.bindparam("u"),
+                    members.c.delivered_seq < sa.bindparam("s"),
+                )
+                .values(delivered_seq=sa.bindparam("s")),
+                [{"r": r, "u": u, "s": s} for r, u, s in positions],
+            )
 
     # Messages.
 
@@ -232,6 +351,16 @@ class Store:
             room_id, sender.id, sender.username, text, client_id
         )
 
+    async def change(self, room_id: str, message_id: int, text: str | None) -> Update:
+        """Edit or delete a message through the group-commit writer."""
+        return await self.writer.change(room_id, message_id, text)
+
+    async def message(self, message_id: int) -> Message | None:
+        query = rows.select_messages().where(messages.c.id == message_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return rows.message(row) if row is not None else None
+
     async def messages(
         self,
         room_id: str,
@@ -240,18 +369,13 @@ class Store:
         after: int | None = None,
         limit: int = 50,
     ) -> list[Message]:
-        """A page of messages, ascending by seq.
+        """A page of messages in their latest state, ascending by seq.
 
         With ``after`` the page starts right after it (oldest first, as a
         reconnecting client wants); otherwise it is the newest ``limit``
         messages below ``before`` (or the newest of all).
         """
-        query = (
-            sa.select(*MESSAGE_COLUMNS)
-            .join(senders, senders.c.id == messages.c.sender_id)
-            .where(messages.c.room_id == room_id)
-            .limit(limit)
-        )
+        query = rows.select_messages().where(messages.c.room_id == room_id).limit(limit)
         if before is not None:
             query = query.where(messages.c.seq < before)
         if after is not None:
@@ -260,10 +384,47 @@ class Store:
             query = query.order_by(messages.c.seq.desc())
 
         async with self.engine.connect() as conn:
-            found = [_message(row) for row in await conn.execute(query)]
+            found = [rows.message(row) for row in await conn.execute(query)]
         if after is None:
             found.reverse()
         return found
+
+    async def stream(self, room_id: str, after: int, upto: int) -> list[Entry]:
+        """The room's stream entries with ``after < seq <= upto``, in order.
+
+        Messages come in their latest state; an edit or deletion of a message
+        that is itself in the range is left out, since the message already
+        carries it.
+        """
+        in_range = sa.and_(
+            messages.c.room_id == room_id,
+            messages.c.seq > after,
+            messages.c.seq <= upto,
+        )
+        edits = (
+            sa.select(
+                changes.c.seq.label("change_seq"), changes.c.kind, *rows.MESSAGE_COLUMNS
+            )
+            .join(messages, messages.c.id == changes.c.message_id)
+            .join(rows.senders, rows.senders.c.id == messages.c.sender_id)
+            .where(
+                changes.c.room_id == room_id,
+                changes.c.seq > after,
+                changes.c.seq <= upto,
+                messages.c.seq <= after,
+            )
+        )
+        async with self.engine.connect() as conn:
+            entries: list[Entry] = [
+                rows.message(row)
+                for row in await conn.execute(rows.select_messages().where(in_range))
+            ]
+            entries += [
+                Update(seq=row.change_seq, kind=row.kind, message=rows.message(row))
+                for row in await conn.execute(edits)
+            ]
+        entries.sort(key=lambda e: e.seq)
+        return entries
 
 
 async def _add_member(
@@ -271,33 +432,4 @@ async def _add_member(
 ) -> None:
     await conn.execute(
         sa.insert(members).values(room_id=room_id, user_id=user_id, joined_at=joined_at)
-    )
-
-
-def _rooms_query() -> sa.Select[Any]:
-    return sa.select(*ROOM_COLUMNS).outerjoin(owners, owners.c.id == rooms.c.owner_id)
-
-
-def _room(row: sa.Row[Any]) -> Room:
-    kind = RoomKind(row.kind)
-    return Room(
-        id=row.id,
-        title=row.title,
-        kind=kind,
-        private=kind is not RoomKind.PUBLIC,
-        owner=row.owner_name,
-        created_at=format_ms(row.created_at),
-        last_seq=row.last_seq,
-    )
-
-
-def _message(row: sa.Row[Any]) -> Message:
-    return Message(
-        id=row.id,
-        room=row.room_id,
-        seq=row.seq,
-        sender=row.sender_name,
-        text=row.text,
-        created_at=format_ms(row.created_at),
-        client_id=row.client_id,
     )

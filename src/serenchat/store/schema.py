@@ -26,6 +26,8 @@ users = sa.Table(
     # Null for users provisioned from an external token: no password login.
     sa.Column("password_hash", sa.String(255), nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # When the user's last connection closed (or, while online, opened).
+    sa.Column("last_seen", sa.BigInteger, nullable=True),
     **MYSQL_OPTIONS,
 )
 
@@ -49,6 +51,9 @@ members = sa.Table(
     sa.Column("room_id", sa.String(64), sa.ForeignKey("rooms.id"), primary_key=True),
     sa.Column("user_id", BigId, sa.ForeignKey("users.id"), primary_key=True),
     sa.Column("joined_at", sa.BigInteger, nullable=False),
+    # Stream positions; both only ever move forward.
+    sa.Column("read_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("delivered_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_members_user_id", "user_id"),
     **MYSQL_OPTIONS,
 )
@@ -63,9 +68,25 @@ messages = sa.Table(
     sa.Column("text", LongText, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("client_id", sa.String(64), nullable=True),
+    sa.Column("edited_at", sa.BigInteger, nullable=True),
+    # A deleted message keeps its row (its seq stays taken) but not its text.
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
     # NULL client ids never collide (SQL treats NULLs as distinct), so only
     # messages that carry one are deduplicated.
     sa.UniqueConstraint("sender_id", "client_id", name="uq_messages_sender_client"),
+    **MYSQL_OPTIONS,
+)
+
+# Edits and deletions, each at its own seq in the room's stream (the same
+# counter as messages), so that ``since`` covers them too.
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("room_id", sa.String(64), sa.ForeignKey("rooms.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("message_id", BigId, sa.ForeignKey("messages.id"), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
     **MYSQL_OPTIONS,
 )

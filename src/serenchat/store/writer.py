@@ -1,15 +1,16 @@
-"""The group-commit writer: many concurrent sends, one transaction.
+"""The group-commit writer: many concurrent writes, one transaction.
 
-Every message goes through :meth:`GroupCommitWriter.append`. A single task
-takes whatever is queued (up to ``max_batch``), and in one transaction
-resolves idempotency keys, bumps each room's ``last_seq`` by the number of
-its new messages and inserts them all. Only after the commit does it report
-the new messages to ``on_commit`` (in seq order per room) and wake the
-callers, so an acknowledged message is always durable.
+Every write to a room's stream (a new message, an edit, a deletion) goes
+through :class:`GroupCommitWriter`. A single task takes whatever is queued
+(up to ``max_batch``) and, in one transaction, resolves idempotency keys,
+bumps each room's ``last_seq`` by the number of its new stream entries,
+inserts the messages and applies the changes. Only after the commit does it
+report the new entries to ``on_commit`` (in seq order per room) and wake
+the callers, so an acknowledged write is always durable.
 
 Sequence numbers come from the row ``rooms.last_seq`` under the row lock
 the UPDATE takes, so several processes sharing one database still hand out
-gap-free numbers; the unique (room_id, seq) index backs that up.
+gap-free numbers; unique (room_id, seq) keys back that up.
 """
 
 from __future__ import annotations
@@ -19,21 +20,25 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from serenchat.domain.errors import ChatError, Conflict, Unavailable
-from serenchat.domain.models import Message, format_ms, now_ms
-from serenchat.store.schema import messages, rooms, users
+from serenchat.domain.errors import ChatError, Conflict, NotFound, Unavailable
+from serenchat.domain.models import Message, Update, format_ms, now_ms
+from serenchat.store import rows
+from serenchat.store.schema import changes, messages, rooms
 
 log = logging.getLogger(__name__)
 
 # A batch that loses a race on (sender_id, client_id) against another node is
 # retried: the second attempt finds the other node's row and returns it.
 MAX_ATTEMPTS = 3
+
+Entry = Message | Update
+OnCommit = Callable[[Sequence[Entry]], None]
 
 
 class Appended(NamedTuple):
@@ -44,7 +49,7 @@ class Appended(NamedTuple):
 
 
 @dataclass(slots=True)
-class Draft:
+class NewMessage:
     room_id: str
     sender_id: int
     sender: str
@@ -55,6 +60,23 @@ class Draft:
     @property
     def key(self) -> tuple[int, str] | None:
         return (self.sender_id, self.client_id) if self.client_id else None
+
+
+@dataclass(slots=True)
+class Change:
+    """An edit (``text`` set) or a deletion (``text`` None) of a message."""
+
+    room_id: str
+    message_id: int
+    text: str | None
+    future: asyncio.Future[Update] = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "delete" if self.text is None else "edit"
+
+
+Draft = NewMessage | Change
 
 
 class WriterStats:
@@ -69,16 +91,16 @@ class WriterStats:
 
 
 class GroupCommitWriter:
-    """Batch concurrent appends into shared transactions.
+    """Batch concurrent stream writes into shared transactions.
 
-    ``max_pending`` bounds the queue: when it is full, :meth:`append` waits,
-    which slows the senders down instead of growing memory without end.
+    ``max_pending`` bounds the queue: when it is full, writers wait, which
+    slows the senders down instead of growing memory without end.
     """
 
     def __init__(
         self,
         engine: AsyncEngine,
-        on_commit: Callable[[Sequence[Message]], None],
+        on_commit: OnCommit,
         *,
         max_batch: int = 512,
         max_pending: int = 10_000,
@@ -111,12 +133,23 @@ class GroupCommitWriter:
         client_id: str | None,
     ) -> Appended:
         """Store one message; return once it is committed."""
+        future: asyncio.Future[Appended] = self._future()
+        await self._put(NewMessage(room_id, sender_id, sender, text, client_id, future))
+        return await future
+
+    async def change(self, room_id: str, message_id: int, text: str | None) -> Update:
+        """Edit (with ``text``) or delete (``text`` None) a stored message."""
+        future: asyncio.Future[Update] = self._future()
+        await self._put(Change(room_id, message_id, text, future))
+        return await future
+
+    def _future(self) -> asyncio.Future[Any]:
         if self._closing:
             raise Unavailable("the server is shutting down")
-        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        draft = Draft(room_id, sender_id, sender, text, client_id, future)
+        return asyncio.get_running_loop().create_future()
+
+    async def _put(self, draft: Draft) -> None:
         await self._queue.put(draft)
-        return await future
 
     # The writer task.
 
@@ -135,14 +168,14 @@ class GroupCommitWriter:
     async def _write(self, batch: list[Draft]) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                results, fresh = await self._commit(batch)
+                results, entries = await self._commit(batch)
             except IntegrityError:
                 log.warning("batch lost an idempotency race", extra={"try": attempt})
                 continue
             except Exception:
                 if len(batch) > 1:
                     # Write one by one so that a single bad row cannot take
-                    # the messages of other senders down with it.
+                    # the writes of other senders down with it.
                     log.warning("batch failed, retrying singly", exc_info=True)
                     for draft in batch:
                         await self._write([draft])
@@ -156,85 +189,103 @@ class GroupCommitWriter:
             return
 
         self.stats.batches += 1
-        self.stats.messages += len(fresh)
+        self.stats.messages += sum(isinstance(e, Message) for e in entries)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
 
-        if fresh:
+        if entries:
             try:
-                self.on_commit(fresh)
+                self.on_commit(entries)
             except Exception:
-                # The messages are stored; subscribers recover them by seq.
-                log.exception("publishing committed messages failed")
+                # The writes are stored; subscribers recover them by seq.
+                log.exception("publishing committed entries failed")
         for draft, result in zip(batch, results, strict=True):
-            if draft.future.done():
-                continue  # the caller went away; the message is stored anyway
+            future: asyncio.Future[Any] = draft.future
+            if future.done():
+                continue  # the caller went away; the write is stored anyway
             if isinstance(result, ChatError):
-                draft.future.set_exception(result)
+                future.set_exception(result)
             else:
-                draft.future.set_result(result)
+                future.set_result(result)
 
     async def _commit(
         self, batch: list[Draft]
-    ) -> tuple[list[Appended | ChatError], list[Message]]:
-        created_at = now_ms()
+    ) -> tuple[list[Appended | Update | ChatError], list[Entry]]:
+        now = now_ms()
         async with self._engine.begin() as conn:
-            known = await _existing(conn, [d.key for d in batch if d.key])
+            news = [d for d in batch if isinstance(d, NewMessage)]
+            known = await _existing(conn, [d.key for d in news if d.key])
 
-            # Decide per draft: a replay of a stored message, a repeat of a
-            # draft earlier in this batch, or a new message.
-            new: list[Draft] = []
-            first_of: dict[tuple[int, str], Draft] = {}
+            # A draft takes a stream position unless it repeats a stored
+            # message, or one earlier in this batch, by its client_id.
+            taking: list[Draft] = []
+            first_of: dict[tuple[int, str], NewMessage] = {}
             for draft in batch:
-                key = draft.key
-                if key is None or (key not in known and key not in first_of):
-                    new.append(draft)
+                if isinstance(draft, NewMessage):
+                    key = draft.key
+                    if key is not None and (key in known or key in first_of):
+                        continue
                     if key is not None:
                         first_of[key] = draft
+                taking.append(draft)
 
-            seqs = await _allocate(conn, new)
-            rows = [
-                {
-                    "room_id": d.room_id,
-                    "seq": seq,
-                    "sender_id": d.sender_id,
-                    "text": d.text,
-                    "created_at": created_at,
-                    "client_id": d.client_id,
-                }
-                for d, seq in zip(new, seqs, strict=True)
-            ]
-            ids = await _insert(conn, rows) if rows else []
-
-        stamp = format_ms(created_at)
-        stored = {
-            id(d): Message(
-                id=row_id,
-                room=d.room_id,
-                seq=seq,
-                sender=d.sender,
-                text=d.text,
-                created_at=stamp,
-                client_id=d.client_id,
-            )
-            for d, seq, row_id in zip(new, seqs, ids, strict=True)
-        }
-        results: list[Appended | ChatError] = []
-        for draft in batch:
-            key = draft.key
-            if id(draft) in stored:
-                results.append(Appended(stored[id(draft)], True))
-                continue
-            assert key is not None
-            original = known.get(key) or stored[id(first_of[key])]
-            if original.room != draft.room_id:
-                results.append(
-                    Conflict("client_id was already used for a message in another room")
+            seqs = await _allocate(conn, taking)
+            inserts = [
+                (d, seq) for d, seq in zip(taking, seqs, strict=True)
+                if isinstance(d, NewMessage)
+            ]  # fmt: skip
+            ids = await _insert(conn, inserts, now) if inserts else []
+            stored: dict[int, Entry] = {}
+            for (draft, seq), row_id in zip(inserts, ids, strict=True):
+                stored[id(draft)] = Message(
+                    id=row_id,
+                    room=draft.room_id,
+                    seq=seq,
+                    sender=draft.sender,
+                    text=draft.text,
+                    created_at=format_ms(now),
+                    client_id=draft.client_id,
                 )
-            else:
-                results.append(Appended(original, False))
+            for draft, seq in zip(taking, seqs, strict=True):
+                if isinstance(draft, Change):
+                    stored[id(draft)] = await _apply(conn, draft, seq, now)
 
-        fresh = sorted(stored.values(), key=lambda m: (m.room, m.seq))
-        return results, fresh
+        results: list[Appended | Update | ChatError] = []
+        for draft in batch:
+            entry = stored.get(id(draft))
+            if isinstance(draft, Change):
+                assert isinstance(entry, Update)
+                results.append(_change_result(draft, entry))
+            elif isinstance(entry, Message):
+                results.append(Appended(entry, True))
+            else:
+                key = draft.key
+                assert key is not None
+                original = known.get(key) or stored[id(first_of[key])]
+                assert isinstance(original, Message)
+                results.append(_repeat_result(draft, original))
+
+        entries = sorted(stored.values(), key=_stream_order)
+        return results, entries
+
+
+def _stream_order(entry: Entry) -> tuple[str, int]:
+    if isinstance(entry, Message):
+        return entry.room, entry.seq
+    return entry.message.room, entry.seq
+
+
+def _repeat_result(draft: NewMessage, original: Message) -> Appended | ChatError:
+    if original.room != draft.room_id:
+        return Conflict("client_id was already used for a message in another room")
+    return Appended(original, False)
+
+
+def _change_result(draft: Change, update: Update) -> Update | ChatError:
+    # An edit that lost a race with a deletion still took its stream slot
+    # (the slot carries the deleted state), but the editor is told.
+    if draft.kind == "edit" and update.message.deleted:
+        return NotFound("the message was deleted")
+    return update
 
 
 async def _existing(
@@ -243,26 +294,16 @@ async def _existing(
     """Messages already stored under these (sender_id, client_id) keys."""
     if not keys:
         return {}
-    query = (
-        sa.select(messages, users.c.username)
-        .join(users, users.c.id == messages.c.sender_id)
-        .where(sa.tuple_(messages.c.sender_id, messages.c.client_id).in_(keys))
+    query = rows.select_messages().where(
+        sa.tuple_(messages.c.sender_id, messages.c.client_id).in_(keys)
     )
     found = {}
     for row in await conn.execute(query):
-        found[(row.sender_id, row.client_id)] = Message(
-            id=row.id,
-            room=row.room_id,
-            seq=row.seq,
-            sender=row.username,
-            text=row.text,
-            created_at=format_ms(row.created_at),
-            client_id=row.client_id,
-        )
+        found[(row.sender_id, row.client_id)] = rows.message(row)
     return found
 
 
-async def _allocate(conn: AsyncConnection, drafts: list[Draft]) -> list[int]:
+async def _allocate(conn: AsyncConnection, drafts: Sequence[Draft]) -> list[int]:
     """Reserve consecutive seqs in each room, in the order of ``drafts``."""
     per_room: dict[str, int] = defaultdict(int)
     for draft in drafts:
@@ -292,16 +333,61 @@ async def _allocate(conn: AsyncConnection, drafts: list[Draft]) -> list[int]:
     return seqs
 
 
-async def _insert(conn: AsyncConnection, rows: list[dict[str, object]]) -> list[int]:
-    """Insert rows and return their ids, in the order of ``rows``."""
+async def _insert(
+    conn: AsyncConnection, drafts: list[tuple[NewMessage, int]], now: int
+) -> list[int]:
+    """Insert new messages and return their ids, in order."""
+    values = [
+        {
+            "room_id": d.room_id,
+            "seq": seq,
+            "sender_id": d.sender_id,
+            "text": d.text,
+            "created_at": now,
+            "client_id": d.client_id,
+        }
+        for d, seq in drafts
+    ]
     result = await conn.execute(
         sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-        rows,
+        values,
     )
     return [row.id for row in result]
 
 
+async def _apply(conn: AsyncConnection, draft: Change, seq: int, now: int) -> Update:
+    """Apply an edit or deletion at stream position ``seq``."""
+    target = sa.and_(
+        messages.c.id == draft.message_id,
+        messages.c.room_id == draft.room_id,
+        messages.c.deleted == sa.false(),
+    )
+    if draft.text is None:
+        # The text is overwritten, not hidden: a deletion must not leave
+        # the words in the database.
+        change = {"text": "", "deleted": True}
+    else:
+        change = {"text": draft.text, "edited_at": now}
+    await conn.execute(sa.update(messages).where(target).values(**change))
+    await conn.execute(
+        sa.insert(changes).values(
+            room_id=draft.room_id,
+            seq=seq,
+            message_id=draft.message_id,
+            kind=draft.kind,
+            created_at=now,
+        )
+    )
+    row = (
+        await conn.execute(
+            rows.select_messages().where(messages.c.id == draft.message_id)
+        )
+    ).one()
+    return Update(seq=seq, kind=draft.kind, message=rows.message(row))
+
+
 def _fail(batch: list[Draft], error: ChatError) -> None:
     for draft in batch:
-        if not draft.future.done():
-            draft.future.set_exception(error)
+        future: asyncio.Future[Any] = draft.future
+        if not future.done():
+            future.set_exception(error)
