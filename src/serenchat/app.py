@@ -48,6 +48,8 @@ def build_service(settings: Settings) -> ChatService:
             max_text=settings.max_message_length,
             send_rate=settings.send_rate,
             send_burst=settings.send_burst,
+            typing_ttl=settings.typing_ttl,
+            delivery_interval=settings.delivery_interval,
         ),
     )
     store.writer.on_commit = service.on_commit

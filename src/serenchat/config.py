@@ -25,7 +25,9 @@ class Settings:
     jwt_secret: str = ""  # empty: generated into data_dir on first start
     max_message_length: int = 4000
     hello_timeout: float = 10.0
-    ping_interval: float = 30.0
+    ping_interval: float = 20.0
+    typing_ttl: float = 6.0
+    delivery_interval: float = 1.0
     max_frame: int = 64 * 1024
     max_connection_buffer: int = 1024 * 1024
     send_rate: float = 20.0
@@ -53,8 +55,10 @@ HELP = {
     "jwt_secret": "token signing secret (default: generated in the data directory)",
     "max_message_length": "longest message text, in characters",
     "hello_timeout": "seconds a new WebSocket has to send its hello",
-    "ping_interval": "seconds between WebSocket pings; a peer silent for "
-    "1.5 times this is dropped",
+    "ping_interval": "seconds between WebSocket pings; a peer that does not "
+    "answer is dropped (and goes offline) within 1.5 times this",
+    "typing_ttl": "seconds a typing indicator lasts unless refreshed",
+    "delivery_interval": "seconds between reports of delivered positions",
     "max_frame": "largest accepted client frame, in bytes",
     "max_connection_buffer": "unsent bytes a connection may hold before it "
     "is closed as too slow",

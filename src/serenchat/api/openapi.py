@@ -48,7 +48,9 @@ class Operation:
     body: Any = None
     auth: bool = True
     params: tuple[Param, ...] = ()
-    errors: tuple[int, ...] = (400, 401, 403, 404)
+    # Error statuses the operation can answer with; 401 is added for every
+    # operation that needs a token.
+    errors: tuple[int, ...] = (400, 403, 404)
 
 
 def document(operations: list[Operation], error_type: Any) -> dict[str, Any]:
@@ -122,7 +124,8 @@ def _responses(op: Operation, refs: dict[int, Any], error_type: Any) -> dict[str
         ok["content"] = {"application/json": {"schema": refs[id(op.response)]}}
     responses = {str(op.status): ok}
     error_schema = {"application/json": {"schema": refs[id(error_type)]}}
-    for status in op.errors if op.auth else [e for e in op.errors if e != 401]:
+    statuses = sorted({*op.errors, *((401,) if op.auth else ())})
+    for status in statuses:
         responses[str(status)] = {
             "description": STATUS_TEXT[status],
             "content": error_schema,

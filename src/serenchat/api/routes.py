@@ -20,11 +20,20 @@ from serenchat.api.openapi import Operation, Param, document
 from serenchat.domain.errors import (
     BadRequest,
     ChatError,
+    Internal,
     NotFound,
     TooLarge,
     Unauthorized,
 )
-from serenchat.domain.models import Member, Message, Room, User
+from serenchat.domain.models import (
+    Member,
+    Message,
+    Presence,
+    Room,
+    RoomState,
+    Update,
+    User,
+)
 from serenchat.service import ChatService, Session
 
 log = logging.getLogger(__name__)
@@ -41,6 +50,7 @@ HTTP_STATUS = {
     "too_large": 413,
     "rate_limited": 429,
     "unavailable": 503,
+    "internal": 500,
 }
 
 
@@ -68,7 +78,19 @@ class NewMessage(msgspec.Struct):
 
 
 class Rooms(msgspec.Struct):
-    rooms: list[Room]
+    rooms: list[RoomState]
+
+
+class EditMessage(msgspec.Struct):
+    text: str
+
+
+class ReadUpTo(msgspec.Struct):
+    seq: int
+
+
+class ReadPosition(msgspec.Struct):
+    read_seq: int
 
 
 class Members(msgspec.Struct):
@@ -100,11 +122,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ROOM = Param("room", "path", "room id")
 USERNAME = Param("username", "path", "username")
+MESSAGE_ID = Param("message_id", "path", "message id", {"type": "integer"})
 POSITION = {"type": "integer", "minimum": 0}
+LIMIT = {"type": "integer", "minimum": 1}
 PAGE = (
     Param("before", "query", "only messages with a lower seq", POSITION),
     Param("after", "query", "only messages with a higher seq", POSITION),
-    Param("limit", "query", "page size (default 50, at most 200)", POSITION),
+    Param("limit", "query", "page size (default 50, above 200 means 200)", LIMIT),
 )
 
 
@@ -142,6 +166,11 @@ async def errors_middleware(
     except web.HTTPMethodNotAllowed:
         detail = f"{request.method} is not allowed on {request.path}"
         return json_response(ErrorBody(ErrorDetail("bad_request", detail)), 405)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("request failed", extra={"path": request.path})
+        return error_response(Internal("internal server error"))
 
 
 class ApiRoutes:
@@ -279,9 +308,57 @@ class ApiRoutes:
                     201,
                     NewMessage,
                     params=(ROOM,),
-                    errors=(400, 401, 403, 404, 413, 429, 503),
+                    errors=(400, 403, 404, 409, 413, 429, 503),
                 ),
                 self.send,
+            ),
+            (
+                Operation(
+                    "PATCH",
+                    "/rooms/{room}/messages/{message_id}",
+                    "Edit one's own message",
+                    "messages",
+                    Update,
+                    body=EditMessage,
+                    params=(ROOM, MESSAGE_ID),
+                    errors=(400, 403, 404, 413, 503),
+                ),
+                self.edit,
+            ),
+            (
+                Operation(
+                    "DELETE",
+                    "/rooms/{room}/messages/{message_id}",
+                    "Delete a message (its sender or the room's owner)",
+                    "messages",
+                    Update,
+                    params=(ROOM, MESSAGE_ID),
+                    errors=(400, 403, 404, 503),
+                ),
+                self.delete,
+            ),
+            (
+                Operation(
+                    "POST",
+                    "/rooms/{room}/read",
+                    "Mark the room read up to a seq",
+                    "receipts",
+                    ReadPosition,
+                    body=ReadUpTo,
+                    params=(ROOM,),
+                ),
+                self.read,
+            ),
+            (
+                Operation(
+                    "GET",
+                    "/users/{username}/presence",
+                    "One user's presence",
+                    "presence",
+                    Presence,
+                    params=(USERNAME,),
+                ),
+                self.presence,
             ),
             (
                 Operation(
@@ -323,8 +400,8 @@ class ApiRoutes:
             return msgspec.json.decode(raw, type=kind)
         except msgspec.ValidationError as exc:
             raise BadRequest(str(exc)) from None
-        except msgspec.DecodeError:
-            raise BadRequest("the body must be a JSON object") from None
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
     @staticmethod
     def query_int(request: web.Request, name: str) -> int | None:
@@ -333,6 +410,13 @@ class ApiRoutes:
             return None
         try:
             return int(raw)
+        except ValueError:
+            raise BadRequest(f"{name} must be an integer") from None
+
+    @staticmethod
+    def path_int(request: web.Request, name: str) -> int:
+        try:
+            return int(request.match_info[name])
         except ValueError:
             raise BadRequest(f"{name} must be an integer") from None
 
@@ -404,6 +488,35 @@ class ApiRoutes:
             user, request.match_info["room"], body.text, body.client_id
         )
         return json_response(message, 201)
+
+    async def edit(self, request: web.Request) -> web.Response:
+        user = await self.user(request)
+        body = await self.body(request, EditMessage)
+        update = await self.service.edit(
+            user,
+            request.match_info["room"],
+            self.path_int(request, "message_id"),
+            body.text,
+        )
+        return json_response(update)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        user = await self.user(request)
+        update = await self.service.delete(
+            user, request.match_info["room"], self.path_int(request, "message_id")
+        )
+        return json_response(update)
+
+    async def read(self, request: web.Request) -> web.Response:
+        user = await self.user(request)
+        body = await self.body(request, ReadUpTo)
+        read_seq = await self.service.read(user, request.match_info["room"], body.seq)
+        return json_response(ReadPosition(read_seq))
+
+    async def presence(self, request: web.Request) -> web.Response:
+        user = await self.user(request)
+        found = await self.service.presence(user, request.match_info["username"])
+        return json_response(found)
 
     async def health(self, _: web.Request) -> web.Response:
         return json_response(Health("ok", self.service.store.backend))

@@ -12,7 +12,8 @@ the logs::
     ├── Conflict        conflict      the name or id is taken
     ├── TooLarge        too_large     a frame or a text over its limit
     ├── RateLimited     rate_limited  too many requests; retry later
-    └── Unavailable     unavailable   the server cannot serve this now
+    ├── Unavailable     unavailable   the server cannot serve this now
+    └── Internal        internal      a fault of the server; it is logged
 
 Codes are part of the wire contract: new codes may be added, existing ones
 never change meaning.
@@ -61,3 +62,7 @@ class RateLimited(ChatError):
 
 class Unavailable(ChatError):
     code = "unavailable"
+
+
+class Internal(ChatError):
+    code = "internal"

@@ -31,7 +31,13 @@ from serenchat.broker import (
     Receipt,
     Typing,
 )
-from serenchat.domain.errors import BadRequest, ChatError, TooLarge, Unauthorized
+from serenchat.domain.errors import (
+    BadRequest,
+    ChatError,
+    Internal,
+    TooLarge,
+    Unauthorized,
+)
 from serenchat.domain.models import Message, Status, User
 from serenchat.gateway.frames import frame
 from serenchat.service import ChatService
@@ -360,11 +366,11 @@ class JsonGateway:
 
         try:
             request = _decode_request(msg.data)
-        except msgspec.DecodeError:
+        except msgspec.DecodeError as exc:
             return await self._refuse(
                 conn,
                 _request_id(msg.data),
-                Unauthorized("the first frame must be a hello"),
+                Unauthorized(f"the first frame must be a valid hello: {exc}"),
             )
         if not isinstance(request, Hello):
             return await self._refuse(
@@ -409,6 +415,11 @@ class JsonGateway:
                 await self._dispatch(conn, user, request)
             except ChatError as error:
                 conn.deliver(_error(request.id, error))
+            except Exception:
+                # Keep the one-reply promise and the connection; the fault
+                # is the server's and goes to the log with its traceback.
+                log.exception("request failed", extra={"user": user.username})
+                conn.deliver(_error(request.id, Internal("internal server error")))
 
     def _too_large(self, data: str) -> bool:
         # Characters never outnumber UTF-8 bytes; encode only when the count

@@ -46,6 +46,7 @@ from serenchat.domain.errors import (
 from serenchat.domain.models import (
     Member,
     Message,
+    Presence,
     Room,
     RoomKind,
     RoomState,
@@ -349,6 +350,13 @@ class ChatService:
         if message.deleted:
             raise NotFound(f"message {message_id} was deleted")
         return room, message
+
+    async def presence(self, user: User, username: object) -> Presence:
+        """Anyone signed in may ask after anyone's presence."""
+        name = rules.username(username)
+        if await self.store.user(name) is None:
+            raise NotFound(f"no user {name!r}")
+        return await self.activity.presence(name)
 
     async def typing(self, user: User, room_id: object, active: bool) -> None:
         """Relay that ``user`` is (or stopped) typing in a room they may post in."""

@@ -68,4 +68,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # A deleted message's words must leave the file, not linger in free
+    # space: overwrite what is freed.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
