@@ -209,6 +209,33 @@ class Ws:
                     found.append(frame["message"])
         return found
 
+    async def next(
+        self, kind: str, timeout: float = 10, **match: Any
+    ) -> dict[str, Any]:
+        """The next event of type ``kind`` whose fields equal ``match``.
+
+        Events before it are dropped.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.events.get()
+                if frame["type"] == kind and all(
+                    frame.get(k) == v for k, v in match.items()
+                ):
+                    return frame
+
+    async def collect(self, seconds: float) -> list[dict[str, Any]]:
+        """Every event that arrives within ``seconds``."""
+        await asyncio.sleep(seconds)
+        found = []
+        while not self.events.empty():
+            found.append(self.events.get_nowait())
+        return found
+
+    def clear(self) -> None:
+        while not self.events.empty():
+            self.events.get_nowait()
+
     async def close(self) -> None:
         await self.ws.close()
         self.reader.cancel()
