@@ -102,7 +102,12 @@ class Activity:
         self, user_id: int, username: str, rooms: list[str] | None = None
     ) -> None:
         at = now_ms()
-        await self.store.touch(user_id, at)
+        try:
+            await self.store.touch(user_id, at)
+        except Exception:
+            # Presence still changes for everyone online; only the stored
+            # last_seen lags until the database answers again.
+            log.warning("storing last_seen failed", exc_info=True)
         status = self.hub.status(username)
         log.debug("presence", extra={"user": username, "status": status.value})
         self.broker.publish(
