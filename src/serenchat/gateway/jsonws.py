@@ -37,6 +37,7 @@ from serenchat.domain.errors import (
     Internal,
     TooLarge,
     Unauthorized,
+    Unavailable,
 )
 from serenchat.domain.models import Message, Status, User
 from serenchat.gateway.frames import frame
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401  # no or bad hello; do not retry with the same token
 CLOSE_SLOW = 4408  # the client fell behind; reconnect and rejoin with since
 CLOSE_GOING_AWAY = 1001  # the server shuts down; reconnect elsewhere or later
+CLOSE_TRY_LATER = 1013  # the server cannot serve now; reconnect with backoff
 
 RequestId = int | str
 
@@ -355,13 +357,11 @@ class JsonGateway:
                 msg = await conn.ws.receive()
         except TimeoutError:
             return await self._refuse(conn, None, Unauthorized("no hello in time"))
+        if msg.type in _CLOSING:
+            return None  # the client left before saying hello
         if msg.type is not WSMsgType.TEXT:
-            return (
-                None
-                if msg.type in _CLOSING
-                else await self._refuse(
-                    conn, None, Unauthorized("the first frame must be a hello")
-                )
+            return await self._refuse(
+                conn, None, Unauthorized("the first frame must be a hello")
             )
 
         try:
@@ -381,6 +381,12 @@ class JsonGateway:
             user = await self.service.authenticate(request.token)
         except ChatError as error:
             return await self._refuse(conn, request.id, error)
+        except Exception:
+            # Most likely the database; the client should retry later.
+            log.exception("hello failed", extra={"peer": conn.peer})
+            conn.deliver(_error(request.id, Unavailable("try again later")))
+            await conn.ws.close(code=CLOSE_TRY_LATER, message=b"try again later")
+            return None
         conn.username = user.username
         conn.user_id = user.id
         await self.service.activity.connect(conn, user)
