@@ -851,12 +851,6 @@ async def test_wrong_method_is_405_with_error_body(harness: Harness) -> None:
         assert method in message and path in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/routes.py:166-168 errors_middleware (HTTPMethodNotAllowed) builds "
-    "a new 405 response and drops aiohttp's Allow header, which RFC 9110 "
-    "section 15.5.6 requires",
-)
 async def test_wrong_method_names_the_allowed_ones(harness: Harness) -> None:
     """A 405 answer carries an Allow header listing the path's methods."""
     alice = await harness.user("alice")

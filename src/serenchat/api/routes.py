@@ -163,9 +163,12 @@ async def errors_middleware(
         return error_response(TooLarge("the request body is too large"))
     except web.HTTPNotFound:
         return error_response(NotFound(f"no such endpoint: {request.path}"))
-    except web.HTTPMethodNotAllowed:
+    except web.HTTPMethodNotAllowed as exc:
         detail = f"{request.method} is not allowed on {request.path}"
-        return json_response(ErrorBody(ErrorDetail("bad_request", detail)), 405)
+        response = json_response(ErrorBody(ErrorDetail("bad_request", detail)), 405)
+        # RFC 9110, section 15.5.6: a 405 names the methods that would work.
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
     except web.HTTPException:
         raise
     except Exception:
