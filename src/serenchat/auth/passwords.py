@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
-# Verified when a login names an unknown user, so that the answer takes as
-# long as for a known one and does not reveal which usernames exist.
-_DECOY = argon2.PasswordHasher().hash("decoy password for timing parity")
+
+@functools.cache
+def _decoy() -> str:
+    # Verified when a login names an unknown user, so that the answer takes
+    # as long as for a known one and does not reveal which usernames exist.
+    # Made on first need: hashing costs a third of a second at import.
+    return argon2.PasswordHasher().hash("decoy password for timing parity")
 
 
 class PasswordHasher:
@@ -30,6 +35,6 @@ class PasswordHasher:
 
     def _verify(self, hashed: str | None, password: str) -> bool:
         try:
-            return self._argon.verify(hashed or _DECOY, password) and bool(hashed)
+            return self._argon.verify(hashed or _decoy(), password) and bool(hashed)
         except (VerificationError, InvalidHashError):
             return False
