@@ -545,9 +545,11 @@ export class Timeline {
 
   // Scrolling.
 
+  // The first message in view. Never a day separator: those are shared by
+  // a whole day and move to the top when older messages of it arrive.
   anchor() {
     const top = this.els.scroller.getBoundingClientRect().top;
-    for (const el of this.els.list.children) {
+    for (const el of this.els.list.querySelectorAll("li.msg")) {
       const rect = el.getBoundingClientRect();
       if (rect.bottom > top) return { el, top: rect.top };
     }
