@@ -178,6 +178,12 @@ class Ws:
                 future.set_result(frame)
             else:
                 await self.events.put(frame)
+        # Requests still waiting will get no reply: fail them now rather
+        # than let each run into its timeout.
+        for future in self.replies.values():
+            if not future.done():
+                future.set_exception(ConnectionResetError("websocket closed"))
+        self.replies.clear()
         if not self.closed.done():
             self.closed.set_result(self.ws.close_code)
 

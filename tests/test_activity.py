@@ -421,6 +421,5 @@ async def test_deleted_text_is_gone_from_the_database(harness: Harness) -> None:
             "SELECT text, deleted FROM messages WHERE id = ?", (sent["id"],)
         ).fetchone()
         assert row == ("", 1)
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for file in harness.server.data_dir.glob("serenchat.db*"):
         assert secret.encode() not in file.read_bytes(), file.name

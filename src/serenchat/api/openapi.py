@@ -25,6 +25,7 @@ STATUS_TEXT = {
     409: "Conflict",
     413: "Too large",
     429: "Rate limited",
+    500: "Internal error",
     503: "Unavailable",
 }
 
@@ -124,7 +125,8 @@ def _responses(op: Operation, refs: dict[int, Any], error_type: Any) -> dict[str
         ok["content"] = {"application/json": {"schema": refs[id(op.response)]}}
     responses = {str(op.status): ok}
     error_schema = {"application/json": {"schema": refs[id(error_type)]}}
-    statuses = sorted({*op.errors, *((401,) if op.auth else ())})
+    # Any operation may meet a server fault (500) or a database outage (503).
+    statuses = sorted({*op.errors, *((401,) if op.auth else ()), 500, 503})
     for status in statuses:
         responses[str(status)] = {
             "description": STATUS_TEXT[status],

@@ -20,7 +20,6 @@ from serenchat.api.openapi import Operation, Param, document
 from serenchat.domain.errors import (
     BadRequest,
     ChatError,
-    Internal,
     NotFound,
     TooLarge,
     Unauthorized,
@@ -35,6 +34,7 @@ from serenchat.domain.models import (
     User,
 )
 from serenchat.service import ChatService, Session
+from serenchat.service.faults import fault
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,9 @@ async def errors_middleware(
         return response
     except web.HTTPException:
         raise
-    except Exception:
+    except Exception as exc:
         log.exception("request failed", extra={"path": request.path})
-        return error_response(Internal("internal server error"))
+        return error_response(fault(exc))
 
 
 class ApiRoutes:
@@ -287,6 +287,7 @@ class ApiRoutes:
                     "rooms",
                     Room,
                     body=NewDirect,
+                    errors=(400, 404),
                 ),
                 self.direct,
             ),
@@ -360,6 +361,7 @@ class ApiRoutes:
                     "presence",
                     Presence,
                     params=(USERNAME,),
+                    errors=(400, 404),
                 ),
                 self.presence,
             ),

@@ -34,14 +34,13 @@ from serenchat.broker import (
 from serenchat.domain.errors import (
     BadRequest,
     ChatError,
-    Internal,
     TooLarge,
     Unauthorized,
-    Unavailable,
 )
 from serenchat.domain.models import Message, Status, User
 from serenchat.gateway.frames import frame
 from serenchat.service import ChatService
+from serenchat.service.faults import fault
 
 log = logging.getLogger(__name__)
 
@@ -379,17 +378,17 @@ class JsonGateway:
 
         try:
             user = await self.service.authenticate(request.token)
+            conn.username = user.username
+            conn.user_id = user.id
+            await self.service.activity.connect(conn, user)
         except ChatError as error:
             return await self._refuse(conn, request.id, error)
-        except Exception:
+        except Exception as exc:
             # Most likely the database; the client should retry later.
             log.exception("hello failed", extra={"peer": conn.peer})
-            conn.deliver(_error(request.id, Unavailable("try again later")))
+            conn.deliver(_error(request.id, fault(exc)))
             await conn.ws.close(code=CLOSE_TRY_LATER, message=b"try again later")
             return None
-        conn.username = user.username
-        conn.user_id = user.id
-        await self.service.activity.connect(conn, user)
         conn.deliver(_reply(request.id, user=user))
         log.debug("hello", extra={"user": user.username, "peer": conn.peer})
         return user
@@ -421,11 +420,11 @@ class JsonGateway:
                 await self._dispatch(conn, user, request)
             except ChatError as error:
                 conn.deliver(_error(request.id, error))
-            except Exception:
+            except Exception as exc:
                 # Keep the one-reply promise and the connection; the fault
                 # is the server's and goes to the log with its traceback.
                 log.exception("request failed", extra={"user": user.username})
-                conn.deliver(_error(request.id, Internal("internal server error")))
+                conn.deliver(_error(request.id, fault(exc)))
 
     def _too_large(self, data: str) -> bool:
         # Characters never outnumber UTF-8 bytes; encode only when the count

@@ -96,11 +96,14 @@ class Joined:
     members: list[Member]
     subscription: Subscription
     hub: Hub
+    replayed: bool
 
     def activate(self) -> None:
         self.subscription.activate(self.last_seq)
-        # What the replay handed over counts as delivered.
-        self.hub.mark_dirty(self.room.id)
+        if self.replayed:
+            # What the replay handed over counts as delivered; a join
+            # without since delivered nothing yet.
+            self.hub.mark_dirty(self.room.id)
 
 
 class ChatService:
@@ -342,6 +345,8 @@ class ChatService:
     ) -> tuple[Room, Message]:
         if not isinstance(message_id, int) or isinstance(message_id, bool):
             raise BadRequest("message_id must be an integer")
+        if not 1 <= message_id <= MAX_POSITION:
+            raise NotFound(f"no message {message_id}")
         room = await self._cached_room(room_id)
         await self._check_read(user, room)
         message = await self.store.message(message_id)
@@ -423,6 +428,7 @@ class ChatService:
             members=members,
             subscription=subscription,
             hub=self.hub,
+            replayed=since_seq is not None,
         )
 
     def leave(self, subscriber: Subscriber, room_id: object) -> None:

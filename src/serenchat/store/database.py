@@ -323,7 +323,12 @@ class Store:
             )
             if not moved.rowcount:
                 return None
-        return seq, seq
+            delivered = await conn.scalar(
+                sa.select(members.c.delivered_seq).where(
+                    members.c.room_id == room_id, members.c.user_id == user_id
+                )
+            )
+        return seq, max(seq, delivered or 0)
 
     async def mark_delivered(self, positions: Sequence[tuple[str, int, int]]) -> None:
         """Move (room_id, user_id) delivered positions forward, in one go."""

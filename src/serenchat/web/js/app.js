@@ -11,7 +11,7 @@
 import { Api, ChatError, RETRYABLE } from "./api.js";
 import { Connection } from "./connection.js";
 import { h, icon, iconButton, text, avatar } from "./dom.js";
-import { ago, typingLine } from "./format.js";
+import { lastSeen, typingLine } from "./format.js";
 import { PAGE, Store } from "./state.js";
 import { setupThemeToggle } from "./theme.js";
 import { Composer } from "./views/composer.js";
@@ -320,36 +320,38 @@ export class App {
   join(room) {
     if (room.joined) return Promise.resolve();
     if (room.joining) return room.joining;
+    room.joining = this.subscribe(room).finally(() => {
+      room.joining = null;
+    });
+    return room.joining;
+  }
+
+  async subscribe(room) {
     // Without a position yet, a page fetched over REST marks where we are:
-    // replay from its newest message so nothing falls in between.
+    // replay from its newest message so that nothing falls in between. A
+    // page still on its way must arrive first, or the join could not know.
+    await room.loadingLatest?.catch(() => {});
     const newest = room.messages.length ? room.messages[room.messages.length - 1].seq : 0;
     const since = room.position ?? (room.loaded ? newest : null);
     const frame = { type: "join", room: room.id };
     if (since !== null) frame.since = since;
-    room.joining = this.conn
-      .request(frame)
-      .then((reply) => {
-        if (since !== null && reply.last_seq < since) {
-          // The server's stream is shorter than what we saw: its database
-          // was replaced. Start this room afresh.
-          room.reset();
-          if (room === this.store.active) this.timeline.show(room);
-        }
-        room.update(reply.room);
-        room.advance(reply.last_seq);
-        this.setMembersOf(room, reply.members);
-        room.joined = true;
-        room.member = true;
-        if (room === this.store.active) {
-          if (!room.loaded) this.loadLatest(room);
-          this.markRead();
-        }
-        this.render();
-      })
-      .finally(() => {
-        room.joining = null;
-      });
-    return room.joining;
+    const reply = await this.conn.request(frame);
+    if (since !== null && reply.last_seq < since) {
+      // The server's stream is shorter than what we saw: its database was
+      // replaced. Start this room afresh.
+      room.reset();
+      if (room === this.store.active) this.timeline.show(room);
+    }
+    room.update(reply.room);
+    room.advance(reply.last_seq);
+    this.setMembersOf(room, reply.members);
+    room.joined = true;
+    room.member = true;
+    if (room === this.store.active) {
+      if (!room.loaded) this.loadLatest(room);
+      this.markRead();
+    }
+    this.render();
   }
 
   setMembersOf(room, list) {
@@ -528,9 +530,17 @@ export class App {
     if (changed && !narrow()) this.composer.focus();
   }
 
-  async loadLatest(room) {
-    if (room.loaded || room.loadingLatest) return;
-    room.loadingLatest = true;
+  /** Fetch the newest page of a room (once); resolves when it is in. */
+  loadLatest(room) {
+    if (room.loaded) return Promise.resolve();
+    room.loadingLatest ??= this.fetchLatest(room).finally(() => {
+      room.loadingLatest = null;
+      this.render();
+    });
+    return room.loadingLatest;
+  }
+
+  async fetchLatest(room) {
     try {
       // Everything up to our position; live messages above it arrive on
       // the subscription, so together there is no gap.
@@ -543,9 +553,6 @@ export class App {
       setTimeout(() => {
         if (room === this.store.active) this.loadLatest(room);
       }, 2000);
-    } finally {
-      room.loadingLatest = false;
-      this.render();
     }
   }
 
@@ -787,8 +794,15 @@ export class App {
       const peer = store.peerOf(room);
       const status = store.status(peer);
       const seen = store.presence.get(peer)?.last_seen;
-      const words = status === "offline" ? `Offline · last seen ${ago(seen)}` : status === "away" ? "Away" : "Online";
-      subtitle.replaceChildren(presenceDot(status, seen), h("span", { "aria-hidden": "true", text: words }));
+      const words =
+        status === "offline"
+          ? seen
+            ? `Offline · ${lastSeen(seen)}`
+            : "Offline"
+          : status === "away"
+            ? "Away"
+            : "Online";
+      subtitle.replaceChildren(presenceDot(status, seen), h("span", { text: words }));
     } else {
       const kind = room.kind === "private" ? "Private room" : "Public room";
       const owner = room.owner ? ` · created by ${room.owner}` : "";

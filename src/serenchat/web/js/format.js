@@ -48,9 +48,13 @@ export function dayLabel(date, now = new Date()) {
   return format.format(date);
 }
 
-/** "5 minutes ago"-style text for last-seen times. */
+/** "last seen 5 min ago", or "offline" for someone never connected. */
+export function lastSeen(iso, now = Date.now()) {
+  return iso ? `last seen ${ago(iso, now)}` : "offline";
+}
+
+/** "5 min ago"-style text for a past time. */
 export function ago(iso, now = Date.now()) {
-  if (!iso) return "never seen";
   const seconds = Math.max(0, (now - Date.parse(iso)) / 1000);
   if (seconds < 60) return "just now";
   const minutes = Math.round(seconds / 60);

@@ -47,6 +47,7 @@ export class Room {
     this.joined = false;
     this.joining = null;
     this.loaded = false; // the newest page has been fetched
+    this.loadingLatest = null; // the promise of that fetch while it runs
     this.hasOlder = true;
     this.loadingOlder = false;
     this.lastReadSeq = 0;

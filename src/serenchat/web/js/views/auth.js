@@ -23,6 +23,8 @@ export function showAuth(api, onSession, notice = "") {
     registerTab.setAttribute("aria-pressed", String(mode === "register"));
     submit.textContent = mode === "login" ? "Sign in" : "Create account";
     password.autocomplete = mode === "login" ? "current-password" : "new-password";
+    // The rules for names and passwords matter only when choosing them.
+    for (const hint of form.querySelectorAll(".field-hint")) hint.hidden = mode === "login";
     error.textContent = "";
   };
   loginTab.addEventListener("click", () => setMode("login"));
@@ -59,6 +61,7 @@ export function showAuth(api, onSession, notice = "") {
     }
   });
 
+  setMode("login");
   error.textContent = notice;
   root.hidden = false;
   document.title = "Sign in · SerenChat";

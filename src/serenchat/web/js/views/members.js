@@ -1,7 +1,7 @@
 // The member list of the open room: presence, owner, last seen.
 
 import { avatar, h, reconcile } from "../dom.js";
-import { ago } from "../format.js";
+import { lastSeen as seenText } from "../format.js";
 import { presenceDot } from "./sidebar.js";
 
 const ORDER = { online: 0, away: 1, offline: 2 };
@@ -38,7 +38,7 @@ export class Members {
     const lastSeen = this.store.presence.get(member.username)?.last_seen ?? member.last_seen;
     const me = member.username === this.store.me;
     const detail =
-      member.status === "offline" ? `last seen ${ago(lastSeen)}` : member.status;
+      member.status === "offline" ? seenText(lastSeen) : member.status;
     const sig = JSON.stringify([member.status, detail, member.owner, me]);
     let entry = this.items.get(member.username);
     if (!entry) {
@@ -61,7 +61,7 @@ export class Members {
             me ? h("span", { class: "you-tag", text: "you" }) : null,
             member.owner ? h("span", { class: "owner-tag", text: "owner" }) : null,
           ),
-          h("span", { class: "member-detail", "aria-hidden": "true", text: detail }),
+          h("span", { class: "member-detail", text: detail }),
         ),
       );
     }

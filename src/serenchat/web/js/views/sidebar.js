@@ -1,7 +1,7 @@
 // The room list and the direct messages, with unread badges and presence.
 
 import { attr, avatar, h, icon, reconcile, text } from "../dom.js";
-import { ago } from "../format.js";
+import { lastSeen as seenText } from "../format.js";
 
 export function roomHref(id) {
   return `#room/${encodeURIComponent(id)}`;
@@ -9,15 +9,24 @@ export function roomHref(id) {
 
 const STATUS_WORDS = { online: "online", away: "away", offline: "offline" };
 
-/** A presence dot; the status is also given in words for screen readers. */
+/** "online", "away", or "offline, last seen 5 min ago". */
+export function statusWords(status, lastSeen) {
+  return status === "offline" && lastSeen
+    ? `offline, ${seenText(lastSeen)}`
+    : STATUS_WORDS[status];
+}
+
+/**
+ * A presence dot. It is decoration for assistive technology: every place
+ * that shows one also says the status in words.
+ */
 export function presenceDot(status, lastSeen) {
-  const title =
-    status === "offline" && lastSeen ? `offline, last seen ${ago(lastSeen)}` : STATUS_WORDS[status];
-  return h(
-    "span",
-    { class: `presence ${status}`, dataset: { status }, title },
-    h("span", { class: "visually-hidden", text: `(${title})` }),
-  );
+  return h("span", {
+    class: `presence ${status}`,
+    dataset: { status },
+    title: statusWords(status, lastSeen),
+    "aria-hidden": "true",
+  });
 }
 
 export class Sidebar {
@@ -57,6 +66,13 @@ export class Sidebar {
 
     const { link } = entry;
     link.dataset.room = room.id;
+    // One clear name instead of the pieces read one by one.
+    const kind = peer
+      ? `direct message, ${statusWords(status, lastSeen)}`
+      : room.kind === "private"
+        ? "private room"
+        : "room";
+    attr(link, "aria-label", `${name}, ${kind}${unread ? `, ${unread} unread` : ""}`);
     attr(link, "aria-current", active ? "page" : null);
     link.classList.toggle("unread", unread > 0);
 
@@ -65,19 +81,21 @@ export class Sidebar {
       lead = h("span", { class: "nav-avatar" }, avatar(peer, "small"), presenceDot(status, lastSeen));
     } else {
       const glyph = room.kind === "private" ? "lock" : "hash";
-      lead = h("span", { class: "nav-icon", title: room.kind === "private" ? "Private room" : "Public room" },
-        icon(glyph), h("span", { class: "visually-hidden", text: room.kind === "private" ? "private room" : "room" }));
+      lead = h(
+        "span",
+        { class: "nav-icon", title: room.kind === "private" ? "Private room" : "Public room" },
+        icon(glyph),
+      );
     }
     const label = h("span", { class: "nav-name" });
     text(label, name);
     const badge =
       unread > 0
-        ? h(
-            "span",
-            { class: "badge", dataset: { unread: String(unread) } },
-            h("span", { "aria-hidden": "true", text: unread > 99 ? "99+" : String(unread) }),
-            h("span", { class: "visually-hidden", text: `, ${unread} unread` }),
-          )
+        ? h("span", {
+            class: "badge",
+            dataset: { unread: String(unread) },
+            text: unread > 99 ? "99+" : String(unread),
+          })
         : null;
     link.replaceChildren(...[lead, label, badge].filter(Boolean));
     return entry.li;
