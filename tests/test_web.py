@@ -307,6 +307,62 @@ async def test_read_marks_and_unread_badges(people: People) -> None:
     bob.assert_clean()
 
 
+async def test_rooms_browse_join_add_members_and_log_out(people: People) -> None:
+    """Create public and private rooms, join one, add someone to the other."""
+    alice = await people.register("alice")
+    bob = await people.register("bob")
+    page = alice.page
+
+    await page.click("#create-room")
+    await page.fill("#room-name", "Book Club")
+    await expect(page.locator("#room-id")).to_have_value("book-club")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#room-title")).to_have_text("Book Club")
+    await alice.send("Welcome to the book club")
+
+    await bob.page.click("#browse-rooms")
+    await bob.page.get_by_role("button", name="Join Book Club").click()
+    await expect(bob.page.locator("#room-title")).to_have_text("Book Club")
+    await bob.see("Welcome to the book club")
+
+    await page.click("#create-room")
+    await page.fill("#room-name", "Secret plans")
+    await page.get_by_text("Private", exact=True).click()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#room-title")).to_have_text("Secret plans")
+    await page.click("#add-member")
+    await page.fill("#member-user", "bob")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#dialog .form-success")).to_have_text("bob was added.")
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#add-member")).to_be_focused()
+    await expect(page.locator('#member-list li[data-user="bob"]')).to_have_count(1)
+    await alice.send("Just between us")
+
+    # Bob picks the dark theme; it and his session survive a reload, and
+    # then he has the new room.
+    root = bob.page.locator("html")
+    await expect(root).not_to_have_attribute("data-theme", "dark")
+    await bob.page.click("#theme-toggle")
+    await expect(root).to_have_attribute("data-theme", "dark")
+    await bob.page.reload()
+    await expect(root).to_have_attribute("data-theme", "dark")
+    secret = bob.page.locator('#room-list a[data-room="secret-plans"]')
+    await expect(secret.locator(".badge")).to_have_text("1", timeout=WAIT)
+    await expect(secret).to_have_attribute(
+        "aria-label", "Secret plans, private room, 1 unread"
+    )
+    await bob.open_room("Secret plans")
+    await bob.see("Just between us")
+
+    await bob.page.click("#logout")
+    await expect(bob.page.locator("#auth-form")).to_be_visible()
+    await bob.page.reload()
+    await expect(bob.page.locator("#auth-form")).to_be_visible()
+    alice.assert_clean()
+    bob.assert_clean()
+
+
 async def test_markup_is_shown_as_text_and_runs_nothing(people: People) -> None:
     """HTML and script in messages are displayed literally; only http(s) links."""
     alice = await people.register("alice")
@@ -441,34 +497,81 @@ async def test_scrolling_up_loads_older_history_in_order(
     async with aiohttp.ClientSession() as http:
         bob = await rest_user(http, server, "bob")
         for n in range(1, total + 1):
-            await bob.call(
-                "POST", "/rooms/general/messages", {"text": f"history {n:03}"}
+            text = f"history {n:03}"
+            await bob.call("POST", "/rooms/general/messages", {"text": text})
+
+        alice = await people.register("alice")
+        page = alice.page
+        await alice.see(f"history {total:03}")
+        scroller = page.locator("#scroller")
+        items = page.locator("#messages li.msg")
+        assert await items.count() < total
+
+        while await alice.message("history 001").count() == 0:
+            before = await items.count()
+            # Scroll to the top and note where the oldest message is, in one
+            # go, before the scroll event can start a load.
+            key, top = await scroller.evaluate(
+                """el => {
+                    el.scrollTo(0, 0);
+                    const first = el.querySelector("li.msg");
+                    return [first.dataset.key, first.getBoundingClientRect().top];
+                }"""
             )
+            await expect(items).not_to_have_count(before, timeout=WAIT)
+            # That message stays where it was on screen: no jump.
+            anchor = page.locator(f'#messages li[data-key="{key}"]')
+            moved = (await anchor.bounding_box() or {})["y"] - top
+            assert abs(moved) <= 2, f"the view jumped by {moved}px"
 
-    alice = await people.register("alice")
-    page = alice.page
-    await alice.see(f"history {total:03}")
-    scroller = page.locator("#scroller")
-    items = page.locator("#messages li.msg")
-    assert await items.count() < total
+        await expect(page.locator("#history-status")).to_contain_text("beginning")
+        assert await alice.texts() == [f"history {n:03}" for n in range(1, total + 1)]
 
-    while await alice.message("history 001").count() == 0:
-        before = await items.count()
-        # Scroll to the top and note where the oldest message is, in one go,
-        # before the scroll event can start a load.
-        key, top = await scroller.evaluate(
-            """el => {
-                el.scrollTo(0, 0);
-                const first = el.querySelector("li.msg");
-                return [first.dataset.key, first.getBoundingClientRect().top];
-            }"""
-        )
-        await expect(items).not_to_have_count(before, timeout=WAIT)
-        # That message stays where it was on screen: no jump.
-        anchor = page.locator(f'#messages li[data-key="{key}"]')
-        moved = (await anchor.bounding_box() or {})["y"] - top
-        assert abs(moved) <= 2, f"the view jumped by {moved}px"
-
-    await expect(page.locator("#history-status")).to_contain_text("beginning")
-    assert await alice.texts() == [f"history {n:03}" for n in range(1, total + 1)]
+        # Scrolled up, a new message does not pull the view down: a pill
+        # says it came, and takes the reader there.
+        await scroller.evaluate("el => el.scrollTo(0, 0)")
+        await bob.call("POST", "/rooms/general/messages", {"text": "fresh news"})
+        pill = page.locator("#new-pill")
+        await expect(pill).to_have_text("1 new message", timeout=WAIT)
+        assert await scroller.evaluate("el => el.scrollTop") == 0
+        await pill.click()
+        await expect(pill).to_be_hidden()
+        await expect(alice.message("fresh news")).to_be_in_viewport()
     alice.assert_clean()
+
+
+async def test_phone_layout_puts_the_rooms_in_a_drawer(
+    browser: Browser, server: Server
+) -> None:
+    """On a phone-sized screen the room list slides in and out over the chat."""
+    async with aiohttp.ClientSession() as http:
+        alice = await rest_user(http, server, "alice")
+        await alice.call("POST", "/rooms", {"id": "garden", "title": "Garden"})
+        await alice.call("POST", "/rooms/garden/messages", {"text": "Tomatoes!"})
+    phone = await Person.open(
+        browser, server, "alice", viewport={"width": 390, "height": 844}
+    )
+    try:
+        page = phone.page
+        await page.fill("#auth-username", "alice")
+        await page.fill("#auth-password", PASSWORD)
+        await page.press("#auth-password", "Enter")
+        sidebar = page.locator("#sidebar")
+        await expect(page.locator("#composer-input")).to_be_visible(timeout=WAIT)
+        await expect(sidebar).to_be_hidden()
+
+        await page.click("#open-drawer")
+        await expect(sidebar).to_be_visible()
+        await expect(page.locator("#main")).to_have_js_property("inert", True)
+        await page.keyboard.press("Escape")
+        await expect(sidebar).to_be_hidden()
+        await expect(page.locator("#open-drawer")).to_be_focused()
+
+        await page.click("#open-drawer")
+        await page.locator("#sidebar a.nav-item", has_text="Garden").click()
+        await expect(sidebar).to_be_hidden()
+        await expect(page.locator("#room-title")).to_have_text("Garden")
+        await phone.see("Tomatoes!")
+        phone.assert_clean()
+    finally:
+        await phone.close()
