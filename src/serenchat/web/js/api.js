@@ -95,8 +95,8 @@ export class Api {
   }
 
   addMember(room, username) {
-    const path = `/rooms/${encodeURIComponent(room)}/members/${encodeURIComponent(username)}`;
-    return this.call("PUT", path);
+    const [r, u] = [room, username].map(encodeURIComponent);
+    return this.call("PUT", `/rooms/${r}/members/${u}`);
   }
 
   /** A page of messages, ascending; the newest ones below `before`. */

@@ -44,7 +44,10 @@ export class App {
     this.me = session.user.username;
     this.onSignOut = onSignOut;
     this.store = new Store(this.me);
-    this.api = new Api(() => this.session.token, () => this.expired());
+    this.api = new Api(
+      () => this.session.token,
+      () => this.expired(),
+    );
     this.everOpen = false;
     this.renderQueued = false;
     this.bannerTimer = 0;
@@ -126,7 +129,10 @@ export class App {
     iconButton($("browse-rooms"), "compass");
     iconButton($("create-room"), "plus");
     iconButton($("new-dm"), "plus");
-    $("add-member").replaceChildren(icon("userPlus", "icon small"), h("span", { text: "Add people" }));
+    $("add-member").replaceChildren(
+      icon("userPlus", "icon small"),
+      h("span", { text: "Add people" }),
+    );
     $("banner").querySelector(".banner-icon").replaceChildren(icon("wifi"));
     setupThemeToggle($("theme-toggle"));
 
@@ -159,13 +165,18 @@ export class App {
       this.setDrawer(false);
       this.setMembers(false);
     });
-    $("toggle-members").addEventListener("click", () => this.setMembers(!this.membersOpen));
+    $("toggle-members").addEventListener("click", () =>
+      this.setMembers(!this.membersOpen),
+    );
     $("close-members").addEventListener("click", () => {
       this.setMembers(false);
       $("toggle-members").focus();
     });
     const saved = localStorage.getItem(MEMBERS_KEY);
-    this.setMembers(saved ? saved === "shown" && !narrow() : window.innerWidth >= 1100, false);
+    this.setMembers(
+      saved ? saved === "shown" && !narrow() : window.innerWidth >= 1100,
+      false,
+    );
 
     document.addEventListener("keydown", (event) => this.onGlobalKey(event));
     window.addEventListener("hashchange", () => this.openFromHash());
@@ -215,8 +226,11 @@ export class App {
     $("members").hidden = !open;
     $("app").classList.toggle("members-open", open);
     $("toggle-members").setAttribute("aria-expanded", String(open));
-    $("scrim").hidden = !(open && narrow()) && !$("app").classList.contains("drawer-open");
-    if (remember && !narrow()) localStorage.setItem(MEMBERS_KEY, open ? "shown" : "hidden");
+    $("scrim").hidden =
+      !(open && narrow()) && !$("app").classList.contains("drawer-open");
+    if (remember && !narrow()) {
+      localStorage.setItem(MEMBERS_KEY, open ? "shown" : "hidden");
+    }
     if (open) {
       this.members.render();
       if (narrow()) $("close-members").focus();
@@ -266,17 +280,32 @@ export class App {
 
     if (conn.state === "waiting") {
       const lost = this.everOpen ? "Connection lost." : "Cannot reach the server.";
-      this.setBanner("warn", `${lost} Messages you write will be sent once it is back.`, true);
+      this.setBanner(
+        "warn",
+        `${lost} Messages you write will be sent once it is back.`,
+        true,
+      );
       const paint = () => {
         const seconds = Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000));
-        text($("banner-text").querySelector(".countdown"), ` Retrying in ${seconds} s.`);
+        text(
+          $("banner-text").querySelector(".countdown"),
+          ` Retrying in ${seconds} s.`,
+        );
       };
       paint();
       this.countdown = setInterval(paint, 1000);
     } else if (conn.state === "connecting") {
-      const show = () => this.setBanner("warn", "Connecting…", false);
-      if (this.everOpen || !banner.hidden) show();
-      else this.bannerTimer = setTimeout(show, BANNER_DELAY);
+      const countdown = $("banner-text").querySelector(".countdown");
+      if (!banner.hidden && banner.dataset.kind === "warn" && countdown) {
+        // Keep the message; a new announcement per attempt would only be
+        // noise for screen reader users.
+        text(countdown, " Reconnecting…");
+      } else if (this.everOpen) {
+        this.setBanner("warn", "Reconnecting…", false);
+      } else {
+        const show = () => this.setBanner("warn", "Connecting…", false);
+        this.bannerTimer = setTimeout(show, BANNER_DELAY);
+      }
     }
   }
 
@@ -296,7 +325,9 @@ export class App {
   async onOpen() {
     this.everOpen = true;
     this.store.setPresence(this.me, this.away ? "away" : "online", null);
-    if (this.away) this.conn.request({ type: "presence", status: "away" }).catch(() => {});
+    if (this.away) {
+      this.conn.request({ type: "presence", status: "away" }).catch(() => {});
+    }
     try {
       await this.refreshRooms();
     } catch {
@@ -312,7 +343,11 @@ export class App {
   }
 
   joinAll() {
-    const rooms = [...this.store.rooms.values()].filter((room) => room.member);
+    // Every room we belong to, and the open one (a public room looked at
+    // before the connection came up).
+    const rooms = [...this.store.rooms.values()].filter(
+      (room) => room.member || room === this.store.active,
+    );
     return Promise.all(rooms.map((room) => this.join(room).catch(() => {})));
   }
 
@@ -320,10 +355,12 @@ export class App {
   join(room) {
     if (room.joined) return Promise.resolve();
     if (room.joining) return room.joining;
-    room.joining = this.subscribe(room).finally(() => {
-      room.joining = null;
+    const joining = this.subscribe(room).finally(() => {
+      // A lost link may have cleared this already and a newer join begun.
+      if (room.joining === joining) room.joining = null;
     });
-    return room.joining;
+    room.joining = joining;
+    return joining;
   }
 
   async subscribe(room) {
@@ -331,7 +368,9 @@ export class App {
     // replay from its newest message so that nothing falls in between. A
     // page still on its way must arrive first, or the join could not know.
     await room.loadingLatest?.catch(() => {});
-    const newest = room.messages.length ? room.messages[room.messages.length - 1].seq : 0;
+    const newest = room.messages.length
+      ? room.messages[room.messages.length - 1].seq
+      : 0;
     const since = room.position ?? (room.loaded ? newest : null);
     const frame = { type: "join", room: room.id };
     if (since !== null) frame.since = since;
@@ -365,7 +404,10 @@ export class App {
       const before = known.get(name);
       if (!before) continue;
       member.read_seq = Math.max(member.read_seq ?? 0, before.read_seq ?? 0);
-      member.delivered_seq = Math.max(member.delivered_seq ?? 0, before.delivered_seq ?? 0);
+      member.delivered_seq = Math.max(
+        member.delivered_seq ?? 0,
+        before.delivered_seq ?? 0,
+      );
     }
   }
 
@@ -497,7 +539,12 @@ export class App {
     // After a removal only fall back to rooms we surely still belong to.
     const candidates = fallback
       ? ["general", store.lists().rooms[0]?.id]
-      : [wanted, localStorage.getItem(LAST_ROOM_KEY), "general", store.lists().rooms[0]?.id];
+      : [
+          wanted,
+          localStorage.getItem(LAST_ROOM_KEY),
+          "general",
+          store.lists().rooms[0]?.id,
+        ];
     for (const id of candidates) {
       const room = id ? store.room(id) : null;
       if (room && (room.member || room.kind === "public")) {
@@ -518,7 +565,10 @@ export class App {
     }
     if (changed) {
       this.timeline.show(room);
-      this.composer.setRoom(room, `Message ${room.isDirect ? this.store.nameOf(room) : `#${room.title}`}`);
+      this.composer.setRoom(
+        room,
+        `Message ${room.isDirect ? this.store.nameOf(room) : `#${room.title}`}`,
+      );
     }
     if (this.conn.isOpen && !room.joined) this.join(room).catch(() => {});
     else if (!room.loaded) this.loadLatest(room);
@@ -585,12 +635,16 @@ export class App {
   }
 
   async startDirect(name) {
-    if (name === this.me) throw new ChatError("bad_request", "That is you. Pick someone else.");
+    if (name === this.me) {
+      throw new ChatError("bad_request", "That is you. Pick someone else.");
+    }
     let info;
     try {
       info = await this.api.direct(name);
     } catch (exc) {
-      if (exc.code === "not_found") throw new ChatError("not_found", `There is nobody called ${name} here.`);
+      if (exc.code === "not_found") {
+        throw new ChatError("not_found", `There is nobody called ${name} here.`);
+      }
       throw exc;
     }
     const room = this.store.addRoom(info);
@@ -602,7 +656,9 @@ export class App {
     try {
       await this.api.addMember(room.id, name);
     } catch (exc) {
-      if (exc.code === "not_found") throw new ChatError("not_found", `There is nobody called ${name} here.`);
+      if (exc.code === "not_found") {
+        throw new ChatError("not_found", `There is nobody called ${name} here.`);
+      }
       throw exc;
     }
     const { members } = await this.api.members(room.id);
@@ -612,7 +668,8 @@ export class App {
 
   knownUsers() {
     const names = new Set(this.store.presence.keys());
-    for (const room of this.store.rooms.values()) for (const name of room.members.keys()) names.add(name);
+    for (const room of this.store.rooms.values())
+      for (const name of room.members.keys()) names.add(name);
     names.delete(this.me);
     return [...names].sort();
   }
@@ -640,7 +697,12 @@ export class App {
     if (!this.conn.isOpen || pending.inflight) return;
     pending.inflight = true;
     this.conn
-      .request({ type: "send", room: room.id, text: pending.text, client_id: pending.client_id })
+      .request({
+        type: "send",
+        room: room.id,
+        text: pending.text,
+        client_id: pending.client_id,
+      })
       .then((reply) => {
         room.put(reply.message);
         room.pending.delete(pending.client_id);
@@ -704,7 +766,8 @@ export class App {
   }
 
   confirmDelete(room, message) {
-    const preview = message.text.length > 80 ? `${message.text.slice(0, 80)}…` : message.text;
+    const preview =
+      message.text.length > 80 ? `${message.text.slice(0, 80)}…` : message.text;
     return confirmDialog({
       title: "Delete this message?",
       intro: `“${preview}” will be removed for everyone. This cannot be undone.`,
@@ -729,14 +792,18 @@ export class App {
     if (!room || !room.joined || room.position === null) return;
     if (document.visibilityState !== "visible" || !this.timeline.stuck) return;
     if (!room.markRead(room.position)) return;
-    this.conn.request({ type: "read", room: room.id, seq: room.position }).catch(() => {});
+    this.conn
+      .request({ type: "read", room: room.id, seq: room.position })
+      .catch(() => {});
     this.render();
   }
 
   announce(message, urgent = false) {
     const region = $("announcer");
     region.setAttribute("aria-live", urgent ? "assertive" : "polite");
-    region.append(h("p", { text: message.length > 300 ? `${message.slice(0, 300)}…` : message }));
+    region.append(
+      h("p", { text: message.length > 300 ? `${message.slice(0, 300)}…` : message }),
+    );
     while (region.childElementCount > 5) region.firstElementChild.remove();
   }
 
@@ -765,12 +832,16 @@ export class App {
     this.renderTyping(room);
 
     const me = store.status(this.me);
-    text($("me-status"), me === "away" ? "Away" : this.conn?.isOpen ? "Online" : "Offline");
+    text(
+      $("me-status"),
+      me === "away" ? "Away" : this.conn?.isOpen ? "Online" : "Offline",
+    );
     $("me-status").dataset.status = this.conn?.isOpen ? me : "offline";
 
     const unread = store.totalUnread();
     const name = room ? (room.isDirect ? store.nameOf(room) : `#${room.title}`) : "";
-    document.title = `${unread ? `(${unread}) ` : ""}${name ? `${name} · ` : ""}SerenChat`;
+    const count = unread ? `(${unread}) ` : "";
+    document.title = `${count}${name ? `${name} · ` : ""}SerenChat`;
     $("open-drawer").classList.toggle("has-unread", unread > (room?.unread ?? 0));
   }
 
@@ -785,7 +856,9 @@ export class App {
       return;
     }
     const name = store.nameOf(room);
-    const lead = room.isDirect ? null : icon(room.kind === "private" ? "lock" : "hash", "icon title-icon");
+    const lead = room.isDirect
+      ? null
+      : icon(room.kind === "private" ? "lock" : "hash", "icon title-icon");
     title.replaceChildren(...[lead, h("span", { text: name })].filter(Boolean));
 
     const count = room.members.size;
@@ -813,11 +886,21 @@ export class App {
 
   renderTyping(room) {
     const line = $("typing");
-    const users = room ? [...room.typing.keys()].filter((u) => u !== this.me).sort() : [];
+    const users = room
+      ? [...room.typing.keys()].filter((u) => u !== this.me).sort()
+      : [];
     const message = typingLine(users);
     if (line.textContent !== message) {
       line.replaceChildren(
-        message ? h("span", { class: "typing-dots", "aria-hidden": "true" }, h("i"), h("i"), h("i")) : "",
+        message
+          ? h(
+              "span",
+              { class: "typing-dots", "aria-hidden": "true" },
+              h("i"),
+              h("i"),
+              h("i"),
+            )
+          : "",
         message,
       );
     }

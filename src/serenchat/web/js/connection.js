@@ -139,7 +139,9 @@ export class Connection extends EventTarget {
     }
 
     const waiter =
-      frame.type === "ok" || frame.type === "error" ? this.#pending.get(frame.id) : null;
+      frame.type === "ok" || frame.type === "error"
+        ? this.#pending.get(frame.id)
+        : null;
     if (waiter) {
       this.#pending.delete(frame.id);
       clearTimeout(waiter.timer);

@@ -126,7 +126,9 @@ export function richText(text) {
     const [url, tail] = trimUrl(match[0]);
     const href = safeUrl(url);
     if (!href) continue;
-    if (match.index > last) nodes.push(document.createTextNode(text.slice(last, match.index)));
+    if (match.index > last) {
+      nodes.push(document.createTextNode(text.slice(last, match.index)));
+    }
     nodes.push(
       h("a", {
         href,

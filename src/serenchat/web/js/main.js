@@ -37,7 +37,14 @@ function main() {
   }
   const notice = sessionStorage.getItem(NOTICE_KEY) ?? "";
   sessionStorage.removeItem(NOTICE_KEY);
-  showAuth(new Api(() => null, () => {}), begin, notice);
+  showAuth(
+    new Api(
+      () => null,
+      () => {},
+    ),
+    begin,
+    notice,
+  );
 }
 
 main();

@@ -124,9 +124,10 @@ export class Room {
 
   /** Apply an edit or deletion; keep it for later if the message is not here. */
   change(message) {
+    // A deleted message no longer counts as unread (as on the server).
+    if (message.deleted) this.othersAbove.delete(message.seq);
     if (this.byId.has(message.id)) return this.put(message);
     this.changed.set(message.id, later(this.changed.get(message.id), message));
-    if (message.deleted) this.othersAbove.delete(message.seq);
     return false;
   }
 
@@ -164,7 +165,9 @@ export class Room {
   receipt(username, readSeq, deliveredSeq) {
     const member = this.members.get(username);
     if (!member) return false;
-    if (readSeq !== undefined) member.read_seq = Math.max(member.read_seq ?? 0, readSeq);
+    if (readSeq !== undefined) {
+      member.read_seq = Math.max(member.read_seq ?? 0, readSeq);
+    }
     if (deliveredSeq !== undefined) {
       member.delivered_seq = Math.max(member.delivered_seq ?? 0, deliveredSeq);
     }
@@ -182,7 +185,7 @@ export class Store {
   }
 
   get active() {
-    return this.activeId ? this.rooms.get(this.activeId) ?? null : null;
+    return this.activeId ? (this.rooms.get(this.activeId) ?? null) : null;
   }
 
   room(id) {
@@ -240,7 +243,10 @@ export class Store {
   setPresence(username, status, lastSeen) {
     const known = this.presence.get(username);
     if (known && known.status === status && known.last_seen === lastSeen) return false;
-    this.presence.set(username, { status, last_seen: lastSeen ?? known?.last_seen ?? null });
+    this.presence.set(username, {
+      status,
+      last_seen: lastSeen ?? known?.last_seen ?? null,
+    });
     return true;
   }
 
@@ -289,9 +295,11 @@ export class Store {
     let label;
     if (room.isDirect) {
       const peer = this.peerOf(room);
-      label = { sent: "Sent", delivered: `Delivered to ${peer}`, read: `Read by ${peer}` }[
-        state
-      ];
+      label = {
+        sent: "Sent",
+        delivered: `Delivered to ${peer}`,
+        read: `Read by ${peer}`,
+      }[state];
     } else {
       const n = others.length;
       label =

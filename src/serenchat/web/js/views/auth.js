@@ -24,7 +24,8 @@ export function showAuth(api, onSession, notice = "") {
     submit.textContent = mode === "login" ? "Sign in" : "Create account";
     password.autocomplete = mode === "login" ? "current-password" : "new-password";
     // The rules for names and passwords matter only when choosing them.
-    for (const hint of form.querySelectorAll(".field-hint")) hint.hidden = mode === "login";
+    for (const hint of form.querySelectorAll(".field-hint"))
+      hint.hidden = mode === "login";
     error.textContent = "";
   };
   loginTab.addEventListener("click", () => setMode("login"));
@@ -80,7 +81,9 @@ function explain(exc, mode) {
     case "bad_request":
       return sentence(exc.message);
     default:
-      return mode === "login" ? "Signing in failed. Please try again." : sentence(exc.message);
+      return mode === "login"
+        ? "Signing in failed. Please try again."
+        : sentence(exc.message);
   }
 }
 

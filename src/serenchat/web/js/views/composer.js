@@ -35,7 +35,7 @@ export class Composer {
     this.room = room;
     this.els.label.textContent = label;
     this.els.input.placeholder = label;
-    this.els.input.value = room ? this.drafts.get(room.id) ?? "" : "";
+    this.els.input.value = room ? (this.drafts.get(room.id) ?? "") : "";
     this.fit();
   }
 

@@ -34,7 +34,12 @@ export function formDialog({ title, intro, fields, submit, onSubmit, danger = fa
       h("h2", { id: "dialog-title", text: title }),
       h(
         "button",
-        { type: "button", class: "icon-button", "aria-label": "Close", onclick: () => el.close() },
+        {
+          type: "button",
+          class: "icon-button",
+          "aria-label": "Close",
+          onclick: () => el.close(),
+        },
         icon("close"),
       ),
     ),
@@ -44,7 +49,12 @@ export function formDialog({ title, intro, fields, submit, onSubmit, danger = fa
     h(
       "footer",
       { class: "dialog-foot" },
-      h("button", { type: "button", class: "button ghost", text: "Cancel", onclick: () => el.close() }),
+      h("button", {
+        type: "button",
+        class: "button ghost",
+        text: "Cancel",
+        onclick: () => el.close(),
+      }),
       submitButton,
     ),
   );
@@ -82,7 +92,12 @@ export function formDialog({ title, intro, fields, submit, onSubmit, danger = fa
 
 /** A labelled input with an optional hint, for formDialog fields. */
 export function field({ id, label, hint, ...props }) {
-  const input = h("input", { id, name: id, ...props, "aria-describedby": hint ? `${id}-hint` : null });
+  const input = h("input", {
+    id,
+    name: id,
+    ...props,
+    "aria-describedby": hint ? `${id}-hint` : null,
+  });
   return h(
     "div",
     { class: "field" },
@@ -104,7 +119,13 @@ export function slugify(title) {
 }
 
 export function createRoomDialog(onCreate) {
-  const title = field({ id: "room-name", label: "Name", required: true, maxlength: "200", placeholder: "Book club" });
+  const title = field({
+    id: "room-name",
+    label: "Name",
+    required: true,
+    maxlength: "200",
+    placeholder: "Book club",
+  });
   const id = field({
     id: "room-id",
     label: "Address",
@@ -123,13 +144,23 @@ export function createRoomDialog(onCreate) {
       "label",
       { class: "radio" },
       h("input", { type: "radio", name: "privacy", value: "public", checked: true }),
-      h("span", {}, h("strong", { text: "Public" }), h("small", { text: "Anyone on this server can find and join it." })),
+      h(
+        "span",
+        {},
+        h("strong", { text: "Public" }),
+        h("small", { text: "Anyone on this server can find and join it." }),
+      ),
     ),
     h(
       "label",
       { class: "radio" },
       h("input", { type: "radio", name: "privacy", value: "private" }),
-      h("span", {}, h("strong", { text: "Private" }), h("small", { text: "Only people you add can see it." })),
+      h(
+        "span",
+        {},
+        h("strong", { text: "Private" }),
+        h("small", { text: "Only people you add can see it." }),
+      ),
     ),
   );
   const titleInput = title.querySelector("input");
@@ -161,7 +192,9 @@ export function createRoomDialog(onCreate) {
 export function browseDialog(rooms, onJoin) {
   const list = h("ul", { class: "browse-list" });
   if (rooms.length === 0) {
-    list.append(h("li", { class: "browse-empty", text: "You are in every public room already." }));
+    list.append(
+      h("li", { class: "browse-empty", text: "You are in every public room already." }),
+    );
   }
   for (const room of rooms) {
     const button = h("button", { type: "button", class: "button small", text: "Join" });
@@ -183,9 +216,12 @@ export function browseDialog(rooms, onJoin) {
         "li",
         { class: "browse-item" },
         h("span", { class: "nav-icon" }, icon("hash")),
-        h("span", { class: "browse-text" },
+        h(
+          "span",
+          { class: "browse-text" },
           h("strong", { text: room.title }),
-          h("small", { text: `${room.id} · ${count}` })),
+          h("small", { text: `${room.id} · ${count}` }),
+        ),
         button,
       ),
     );
@@ -211,7 +247,11 @@ export function directDialog(known, onStart) {
     autocapitalize: "none",
     autocomplete: "off",
   });
-  const datalist = h("datalist", { id: listId }, ...known.map((name) => h("option", { value: name })));
+  const datalist = h(
+    "datalist",
+    { id: listId },
+    ...known.map((name) => h("option", { value: name })),
+  );
   return formDialog({
     title: "Start a direct message",
     intro: "Talk one to one with someone on this server.",
@@ -256,5 +296,12 @@ export function addMemberDialog(room, onAdd) {
 }
 
 export function confirmDialog({ title, intro, submit, onConfirm }) {
-  return formDialog({ title, intro, fields: [], submit, danger: true, onSubmit: onConfirm });
+  return formDialog({
+    title,
+    intro,
+    fields: [],
+    submit,
+    danger: true,
+    onSubmit: onConfirm,
+  });
 }

@@ -31,26 +31,36 @@ export class Members {
       "Members",
       h("span", { class: "count", text: ` ${online} of ${members.length} online` }),
     );
-    reconcile(this.els.list, members.map((m) => this.item(m)));
+    reconcile(
+      this.els.list,
+      members.map((m) => this.item(m)),
+    );
   }
 
   item(member) {
-    const lastSeen = this.store.presence.get(member.username)?.last_seen ?? member.last_seen;
+    const lastSeen =
+      this.store.presence.get(member.username)?.last_seen ?? member.last_seen;
     const me = member.username === this.store.me;
-    const detail =
-      member.status === "offline" ? seenText(lastSeen) : member.status;
+    const detail = member.status === "offline" ? seenText(lastSeen) : member.status;
     const sig = JSON.stringify([member.status, detail, member.owner, me]);
     let entry = this.items.get(member.username);
     if (!entry) {
-      entry = { li: h("li", { class: "member", dataset: { user: member.username } }), sig: null };
+      entry = {
+        li: h("li", { class: "member", dataset: { user: member.username } }),
+        sig: null,
+      };
       this.items.set(member.username, entry);
     }
     if (entry.sig !== sig) {
       entry.sig = sig;
       entry.li.dataset.status = member.status;
       entry.li.replaceChildren(
-        h("span", { class: "nav-avatar" }, avatar(member.username, "small"),
-          presenceDot(member.status, lastSeen)),
+        h(
+          "span",
+          { class: "nav-avatar" },
+          avatar(member.username, "small"),
+          presenceDot(member.status, lastSeen),
+        ),
         h(
           "span",
           { class: "member-text" },

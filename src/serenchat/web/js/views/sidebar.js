@@ -38,8 +38,14 @@ export class Sidebar {
 
   render() {
     const { rooms, dms } = this.store.lists();
-    reconcile(this.els.rooms, rooms.map((room) => this.item(room)));
-    reconcile(this.els.dms, dms.map((room) => this.item(room)));
+    reconcile(
+      this.els.rooms,
+      rooms.map((room) => this.item(room)),
+    );
+    reconcile(
+      this.els.dms,
+      dms.map((room) => this.item(room)),
+    );
     this.els.dmEmpty.hidden = dms.length > 0;
     const live = new Set([...rooms, ...dms].map((room) => room.id));
     for (const id of this.items.keys()) if (!live.has(id)) this.items.delete(id);
@@ -78,12 +84,20 @@ export class Sidebar {
 
     let lead;
     if (peer) {
-      lead = h("span", { class: "nav-avatar" }, avatar(peer, "small"), presenceDot(status, lastSeen));
+      lead = h(
+        "span",
+        { class: "nav-avatar" },
+        avatar(peer, "small"),
+        presenceDot(status, lastSeen),
+      );
     } else {
       const glyph = room.kind === "private" ? "lock" : "hash";
       lead = h(
         "span",
-        { class: "nav-icon", title: room.kind === "private" ? "Private room" : "Public room" },
+        {
+          class: "nav-icon",
+          title: room.kind === "private" ? "Private room" : "Public room",
+        },
         icon(glyph),
       );
     }

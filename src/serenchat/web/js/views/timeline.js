@@ -110,9 +110,9 @@ export class Timeline {
       }
       const continued = Boolean(
         previous &&
-          previous.sender === item.sender &&
-          !previous.deleted &&
-          date - previous.date < GROUP_GAP_MS,
+        previous.sender === item.sender &&
+        !previous.deleted &&
+        date - previous.date < GROUP_GAP_MS,
       );
       nodes.push(this.messageNode(room, item, key, pending, continued, date));
       used.add(key);
@@ -150,7 +150,11 @@ export class Timeline {
   daySeparator(day, date) {
     let el = this.days.get(day);
     if (!el) {
-      el = h("li", { class: "day", role: "presentation" }, h("h2", { class: "day-label" }));
+      el = h(
+        "li",
+        { class: "day", role: "presentation" },
+        h("h2", { class: "day-label" }),
+      );
       this.days.set(day, el);
     }
     // Relabel: "Today" becomes "Yesterday" at midnight.
@@ -161,7 +165,8 @@ export class Timeline {
   messageNode(room, item, key, pending, continued, date) {
     const me = this.store.me;
     const own = item.sender === me;
-    const marks = own && !pending && !item.deleted ? this.store.marks(room, item) : null;
+    const marks =
+      own && !pending && !item.deleted ? this.store.marks(room, item) : null;
     const editing = !pending && this.editingId === item.id && !item.deleted;
     const sig = JSON.stringify([
       item.text,
@@ -199,7 +204,9 @@ export class Timeline {
 
     if (node.sig !== sig) {
       node.sig = sig;
-      el.replaceChildren(...this.content(room, item, pending, continued, date, marks, editing));
+      el.replaceChildren(
+        ...this.content(room, item, pending, continued, date, marks, editing),
+      );
     }
     return el;
   }
@@ -229,7 +236,10 @@ export class Timeline {
         h(
           "div",
           { class: "msg-head" },
-          h("span", { class: `msg-sender name-hue-${hueOf(item.sender)}`, text: item.sender }),
+          h("span", {
+            class: `msg-sender name-hue-${hueOf(item.sender)}`,
+            text: item.sender,
+          }),
           own ? h("span", { class: "you-tag", text: "you" }) : null,
           time,
         ),
@@ -238,7 +248,12 @@ export class Timeline {
 
     if (item.deleted) {
       main.append(
-        h("p", { class: "msg-text msg-deleted" }, icon("trash", "icon tiny"), "Message deleted"),
+        h(
+          "p",
+          { class: "msg-text msg-deleted" },
+          icon("trash", "icon tiny"),
+          "Message deleted",
+        ),
       );
     } else if (editing) {
       // One editor per editing session: re-rendering (receipts move every
@@ -268,8 +283,18 @@ export class Timeline {
           { class: "msg-error", role: "alert" },
           icon("alert", "icon tiny"),
           h("span", { text: `Not sent: ${item.failed}` }),
-          h("button", { type: "button", class: "link-button", dataset: { act: "retry" }, text: "Retry" }),
-          h("button", { type: "button", class: "link-button", dataset: { act: "discard" }, text: "Discard" }),
+          h("button", {
+            type: "button",
+            class: "link-button",
+            dataset: { act: "retry" },
+            text: "Retry",
+          }),
+          h("button", {
+            type: "button",
+            class: "link-button",
+            dataset: { act: "discard" },
+            text: "Discard",
+          }),
         ),
       );
     }
@@ -278,7 +303,8 @@ export class Timeline {
     parts.push(this.status(room, pending, item, marks));
 
     const canEdit = own && !pending && !item.deleted && !editing;
-    const canDelete = !pending && !item.deleted && !editing && (own || room.owner === me);
+    const canDelete =
+      !pending && !item.deleted && !editing && (own || room.owner === me);
     if (canEdit || canDelete) {
       parts.push(
         h(
@@ -319,19 +345,37 @@ export class Timeline {
   status(room, pending, item, marks) {
     if (pending) {
       if (item.failed) {
-        return h("span", { class: "msg-status failed", title: "Not sent" },
-          icon("alert", "icon tiny"), h("span", { class: "visually-hidden", text: "Not sent" }));
+        return h(
+          "span",
+          { class: "msg-status failed", title: "Not sent" },
+          icon("alert", "icon tiny"),
+          h("span", { class: "visually-hidden", text: "Not sent" }),
+        );
       }
-      return h("span", { class: "msg-status", title: "Sending…" },
-        icon("clock", "icon tiny"), h("span", { class: "visually-hidden", text: "Sending" }));
+      return h(
+        "span",
+        { class: "msg-status", title: "Sending…" },
+        icon("clock", "icon tiny"),
+        h("span", { class: "visually-hidden", text: "Sending" }),
+      );
     }
     if (!marks) return h("span", { class: "msg-status" });
     const children = [icon(marks.state === "sent" ? "check" : "checks", "icon tiny")];
     if (!room.isDirect && marks.read > 0) {
-      children.push(h("span", { class: "mark-count", "aria-hidden": "true", text: String(marks.read) }));
+      children.push(
+        h("span", {
+          class: "mark-count",
+          "aria-hidden": "true",
+          text: String(marks.read),
+        }),
+      );
     }
     children.push(h("span", { class: "visually-hidden", text: marks.label }));
-    return h("span", { class: `msg-status mark-${marks.state}`, title: marks.label }, ...children);
+    return h(
+      "span",
+      { class: `msg-status mark-${marks.state}`, title: marks.label },
+      ...children,
+    );
   }
 
   editor(room, message) {
@@ -369,7 +413,12 @@ export class Timeline {
         "div",
         { class: "edit-buttons" },
         h("span", { class: "edit-hint", text: "Enter saves · Esc cancels" }),
-        h("button", { type: "button", class: "button small ghost", dataset: { act: "cancel-edit" }, text: "Cancel" }),
+        h("button", {
+          type: "button",
+          class: "button small ghost",
+          dataset: { act: "cancel-edit" },
+          text: "Cancel",
+        }),
         h("button", { type: "submit", class: "button small primary", text: "Save" }),
       ),
     );
@@ -407,7 +456,10 @@ export class Timeline {
     if (!room) return;
     if (room.loadingOlder || (!room.loaded && room.messages.length === 0)) {
       status.classList.add("loading");
-      status.append(h("span", { class: "spinner", "aria-hidden": "true" }), "Loading messages…");
+      status.append(
+        h("span", { class: "spinner", "aria-hidden": "true" }),
+        "Loading messages…",
+      );
     } else if (this.olderFailed) {
       status.append(
         "Earlier messages could not be loaded. ",
@@ -425,7 +477,11 @@ export class Timeline {
       const name = this.store.nameOf(room);
       status.classList.add("beginning");
       status.append(
-        h("span", { class: "beginning-icon", "aria-hidden": "true" }, icon(room.isDirect ? "chat" : "hash")),
+        h(
+          "span",
+          { class: "beginning-icon", "aria-hidden": "true" },
+          icon(room.isDirect ? "chat" : "hash"),
+        ),
         h("strong", { text: room.isDirect ? name : room.title }),
         h("span", {
           text: room.isDirect
@@ -564,7 +620,10 @@ export class Timeline {
   toBottom(smooth = false) {
     const { scroller } = this.els;
     const reduced = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-    scroller.scrollTo({ top: scroller.scrollHeight, behavior: smooth && !reduced ? "smooth" : "auto" });
+    scroller.scrollTo({
+      top: scroller.scrollHeight,
+      behavior: smooth && !reduced ? "smooth" : "auto",
+    });
     this.stuck = true;
     this.unseen = 0;
     this.renderPill();
@@ -584,7 +643,14 @@ export class Timeline {
 
   maybeLoadOlder(force = false) {
     const room = this.room;
-    if (!room || !room.loaded || !room.hasOlder || room.loadingOlder || this.olderFailed) return;
+    if (
+      !room ||
+      !room.loaded ||
+      !room.hasOlder ||
+      room.loadingOlder ||
+      this.olderFailed
+    )
+      return;
     if (!force && this.els.scroller.scrollTop > TOP_PREFETCH) return;
     this.actions.loadOlder(room).catch(() => {
       this.olderFailed = true;
