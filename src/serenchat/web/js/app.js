@@ -179,7 +179,13 @@ export class App {
     );
 
     document.addEventListener("keydown", (event) => this.onGlobalKey(event));
-    window.addEventListener("hashchange", () => this.openFromHash());
+    window.addEventListener("hashchange", () => {
+      if (location.hash.startsWith("#room/")) this.openFromHash();
+    });
+    document.querySelector(".skip-link").addEventListener("click", (event) => {
+      event.preventDefault();
+      this.composer.focus();
+    });
     document.addEventListener("visibilitychange", () => this.onVisibility());
     window.addEventListener("focus", () => {
       this.markRead();
@@ -692,7 +698,11 @@ export class App {
     this.deliver(room, pending);
   }
 
-  /** Send a pending message; on a lost link it waits for the next open. */
+  /**
+   * Send a pending message. A lost link leaves it for the next open; other
+   * passing failures retry after a growing pause. Retries reuse the
+   * client_id, so the server stores the message once whatever happens.
+   */
   deliver(room, pending) {
     if (!this.conn.isOpen || pending.inflight) return;
     pending.inflight = true;
@@ -708,10 +718,16 @@ export class App {
         room.pending.delete(pending.client_id);
       })
       .catch((error) => {
-        if (error.code === "rate_limited") {
-          setTimeout(() => this.deliver(room, pending), 1500);
-        } else if (!RETRYABLE.has(error.code)) {
+        if (!RETRYABLE.has(error.code)) {
           pending.failed = error.message;
+        } else if (error.code !== "disconnected") {
+          pending.attempts = (pending.attempts ?? 0) + 1;
+          const pause = Math.min(30_000, 1000 * 2 ** pending.attempts);
+          setTimeout(() => {
+            if (room.pending.get(pending.client_id) === pending) {
+              this.deliver(room, pending);
+            }
+          }, pause);
         }
       })
       .finally(() => {
