@@ -498,14 +498,16 @@ export class Timeline {
   updateRoving() {
     const nodes = this.els.list.querySelectorAll("li.msg");
     if (nodes.length === 0) return;
-    if (!this.rovingKey || !this.nodes.has(this.rovingKey)) {
+    // Until the person moves into the list, Tab lands on the newest message.
+    const inside = this.els.list.contains(document.activeElement);
+    if (!inside || !this.nodes.has(this.rovingKey)) {
       this.rovingKey = nodes[nodes.length - 1].dataset.key;
     }
     for (const el of nodes) {
       const current = el.dataset.key === this.rovingKey;
       attr(el, "tabindex", current ? "0" : "-1");
-      for (const button of el.querySelectorAll("button")) {
-        attr(button, "tabindex", current ? "0" : "-1");
+      for (const control of el.querySelectorAll("button, a")) {
+        attr(control, "tabindex", current ? "0" : "-1");
       }
     }
   }
