@@ -22,13 +22,27 @@ import pytest_asyncio
 
 from tests.conftest import REQUIRE_SERVICES, Client, Server
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's package by default; SERENCHAT_CHROMIUM points elsewhere.
+CHROMIUM = Path(os.environ.get("SERENCHAT_CHROMIUM", "/usr/bin/chromium"))
 
-if not CHROMIUM.exists():
-    _reason = f"{CHROMIUM} is missing (apt install chromium); browser tests skipped"
+
+def _missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt install chromium)"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -e '.[test]')"
+    return None
+
+
+if (_reason := _missing()) is not None:
     if REQUIRE_SERVICES:
-        pytest.fail(_reason + " but SERENCHAT_REQUIRE_SERVICES=1", pytrace=False)
-    pytest.skip(_reason, allow_module_level=True)
+        pytest.fail(
+            f"{_reason}; browser tests cannot run but SERENCHAT_REQUIRE_SERVICES=1",
+            pytrace=False,
+        )
+    pytest.skip(f"{_reason}; browser tests skipped", allow_module_level=True)
 
 from playwright.async_api import (  # noqa: E402 (needs the check above)
     Browser,
