@@ -423,3 +423,32 @@ async def test_deleted_text_is_gone_from_the_database(harness: Harness) -> None:
         assert row == ("", 1)
     for file in harness.server.data_dir.glob("serenchat.db*"):
         assert secret.encode() not in file.read_bytes(), file.name
+
+
+# Membership changes.
+
+
+async def test_membership_changes_are_announced(harness: Harness) -> None:
+    """Adding and removing a member tells the room and the member."""
+    owner, bob = await harness.user("owner"), await harness.user("bob")
+    await owner.call("POST", "/rooms", {"id": "den", "private": True})
+    wo = await joined(harness, owner, "den")
+    wb = await harness.ws(bob)
+
+    await owner.call("PUT", "/rooms/den/members/bob")
+    added = {"type": "member", "room": "den", "user": "bob", "change": "added"}
+    assert await wb.next("member") == added
+    assert await wo.next("member") == added
+
+    await owner.call("DELETE", "/rooms/den/members/bob")
+    assert (await wo.next("member"))["change"] == "removed"
+    assert await wb.next("removed") == {"type": "removed", "room": "den"}
+
+
+async def test_a_new_dm_is_announced_to_both(harness: Harness) -> None:
+    """Opening a DM tells the other user, who has not asked for it."""
+    alice, bob = await harness.user("alice"), await harness.user("bob")
+    wb = await harness.ws(bob)
+    dm = (await alice.call("POST", "/dms", {"username": "bob"}))["id"]
+    notice = await wb.next("member", user="bob")
+    assert notice == {"type": "member", "room": dm, "user": "bob", "change": "added"}

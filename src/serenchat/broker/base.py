@@ -52,6 +52,18 @@ class MemberRemoved(msgspec.Struct, frozen=True, tag="member_removed"):
     username: str
 
 
+class MemberChanged(msgspec.Struct, frozen=True, tag="member"):
+    """A membership change as told to clients.
+
+    Never published: each node derives it from MemberAdded and MemberRemoved
+    and tells the room's subscribers (and, for an addition, the new member).
+    """
+
+    room: str
+    user: str
+    change: str  # "added" or "removed"
+
+
 class PresenceChanged(msgspec.Struct, frozen=True, tag="presence"):
     """``rooms`` are the user's rooms: who shares one of them hears of it."""
 

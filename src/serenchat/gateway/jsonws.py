@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 from serenchat.broker import (
     Delivered,
     Event,
+    MemberChanged,
     MemberRemoved,
     MessageChanged,
     MessagePosted,
@@ -185,8 +186,10 @@ class DeliveryFrame(msgspec.Struct, tag="delivery"):
     delivered: dict[str, int]
 
 
-def _frame_of(event: Event) -> msgspec.Struct:
+def _frame_of(event: Event | MemberChanged) -> msgspec.Struct:
     match event:
+        case MemberChanged():
+            return event  # already shaped as its frame
         case MessagePosted(message=message):
             return MessageFrame(room=message.room, message=message)
         case MessageChanged(update=update):
@@ -238,7 +241,7 @@ def _error(request_id: object, error: ChatError) -> bytes:
 class JsonCodec:
     """Encodes broker events as JSON text frames."""
 
-    def encode(self, event: Event) -> bytes:
+    def encode(self, event: Event | MemberChanged) -> bytes:
         return frame(_encode(_frame_of(event)))
 
 

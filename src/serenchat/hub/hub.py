@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
-from serenchat.broker import Event, StreamEvent
+from serenchat.broker import Event, MemberChanged, StreamEvent
 from serenchat.domain.models import Status
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Codec(Protocol):
     """Turns events into the bytes of one wire format."""
 
-    def encode(self, event: Event) -> bytes: ...
+    def encode(self, event: Event | MemberChanged) -> bytes: ...
 
 
 class Subscriber(Protocol):
@@ -233,7 +233,9 @@ class Hub:
         self.encoded += len(frames)
         self.delivered += len(subs)
 
-    def broadcast(self, room: str, event: Event, *, skip: str | None = None) -> None:
+    def broadcast(
+        self, room: str, event: Event | MemberChanged, *, skip: str | None = None
+    ) -> None:
         """Send a transient event to the room's live subscribers."""
         frames: dict[Codec, bytes] = {}
         for subscription in self._rooms.get(room, {}).values():
@@ -245,7 +247,9 @@ class Hub:
                 data = frames[subscriber.codec] = subscriber.codec.encode(event)
             subscriber.deliver(data)
 
-    def send_to_users(self, usernames: Iterable[str], event: Event) -> None:
+    def send_to_users(
+        self, usernames: Iterable[str], event: Event | MemberChanged
+    ) -> None:
         """Send an event to every local connection of these users."""
         frames: dict[Codec, bytes] = {}
         for username in usernames:

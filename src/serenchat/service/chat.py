@@ -27,6 +27,7 @@ from serenchat.broker import (
     Delivered,
     Event,
     MemberAdded,
+    MemberChanged,
     MemberRemoved,
     MessageChanged,
     MessagePosted,
@@ -161,12 +162,20 @@ class ChatService:
                 hub.broadcast(event.room, event, skip=skip)
             case PresenceChanged():
                 hub.send_to_users(hub.audience(event.rooms, event.user), event)
-            case MemberAdded():
-                hub.add_membership(event.room, event.username)
-            case MemberRemoved():
-                self._forget_member(event.room, event.username)
-                hub.remove_membership(event.room, event.username)
-                hub.send_to_users([event.username], event)
+            case MemberAdded(room=room, username=username):
+                hub.add_membership(room, username)
+                notice = MemberChanged(room=room, user=username, change="added")
+                hub.broadcast(room, notice)
+                # The new member learns of a room they did not ask for (a DM
+                # someone opened, a private room they were added to).
+                hub.send_to_users([username], notice)
+            case MemberRemoved(room=room, username=username):
+                self._forget_member(room, username)
+                hub.remove_membership(room, username)
+                hub.send_to_users([username], event)
+                hub.broadcast(
+                    room, MemberChanged(room=room, user=username, change="removed")
+                )
 
     # Accounts.
 

@@ -466,6 +466,13 @@ export class App {
       case "removed":
         if (room) this.onRemoved(room);
         break;
+      case "member":
+        if (frame.user === this.me && frame.change === "added") {
+          this.refreshRooms().catch(() => {});
+        } else if (room) {
+          this.refreshMembers(room);
+        }
+        break;
       case "presence":
         this.store.setPresence(frame.user, frame.status, frame.last_seen);
         break;
