@@ -452,3 +452,28 @@ async def test_a_new_dm_is_announced_to_both(harness: Harness) -> None:
     dm = (await alice.call("POST", "/dms", {"username": "bob"}))["id"]
     notice = await wb.next("member", user="bob")
     assert notice == {"type": "member", "room": dm, "user": "bob", "change": "added"}
+
+
+async def test_large_rooms_skip_member_lists_and_live_receipts(
+    server_factory: Any,
+) -> None:
+    """Above small_room members, join omits the list and receipts stay quiet."""
+    server = server_factory("--small-room", "2", "--send-rate", "0")
+    async with aiohttp.ClientSession() as http:
+        harness = Harness(server, http)
+        users = [await harness.user(f"u{i}") for i in range(3)]
+        sockets = [await joined(harness, u) for u in users]
+        reply = await sockets[0].ok({"type": "join", "room": "general"})
+        assert "members" not in reply
+
+        sent = await sockets[0].ok({"type": "send", "room": "general", "text": "x"})
+        await sockets[1].ok(
+            {"type": "read", "room": "general", "seq": sent["message"]["seq"]}
+        )
+        events = await sockets[0].collect(1.5)
+        assert [e for e in events if e["type"] in ("receipt", "delivery")] == []
+        # The positions are stored all the same.
+        listed = await users[0].call("GET", "/rooms/general/members")
+        u1 = next(m for m in listed["members"] if m["username"] == "u1")
+        assert u1["read_seq"] == sent["message"]["seq"]
+        await harness.close()

@@ -75,6 +75,7 @@ def build_service(settings: Settings) -> ChatService:
             send_burst=settings.send_burst,
             typing_ttl=settings.typing_ttl,
             delivery_interval=settings.delivery_interval,
+            small_room=settings.small_room,
         ),
     )
     store.writer.on_commit = service.on_commit

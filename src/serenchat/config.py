@@ -28,6 +28,7 @@ class Settings:
     ping_interval: float = 20.0
     typing_ttl: float = 6.0
     delivery_interval: float = 1.0
+    small_room: int = 100
     max_frame: int = 64 * 1024
     max_connection_buffer: int = 1024 * 1024
     send_rate: float = 20.0
@@ -59,6 +60,8 @@ HELP = {
     "answer is dropped (and goes offline) within 1.5 times this",
     "typing_ttl": "seconds a typing indicator lasts unless refreshed",
     "delivery_interval": "seconds between reports of delivered positions",
+    "small_room": "rooms of at most this many members get live receipts "
+    "and the member list in each join reply",
     "max_frame": "largest accepted client frame, in bytes",
     "max_connection_buffer": "unsent bytes a connection may hold before it "
     "is closed as too slow",

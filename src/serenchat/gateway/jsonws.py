@@ -446,13 +446,9 @@ class JsonGateway:
                 conn.deliver(_reply(rid, message=message))
             case Join(room=room, since=since, id=rid):
                 joined = await service.join(user, conn, room, since)
+                extra = {} if joined.members is None else {"members": joined.members}
                 conn.deliver(
-                    _reply(
-                        rid,
-                        room=joined.room,
-                        last_seq=joined.last_seq,
-                        members=joined.members,
-                    )
+                    _reply(rid, room=joined.room, last_seq=joined.last_seq, **extra)
                 )
                 joined.activate()
             case Leave(room=room, id=rid):

@@ -17,6 +17,13 @@ Contracts:
   positions follow what fan-out and replay handed to a member's
   connections, and are stored and announced every ``delivery_interval``
   seconds, one event per room.
+* small rooms: receipts and deliveries are announced live only in rooms of
+  at most ``small_room`` members. Each announcement goes to every
+  subscriber and names members, so in a room of n members they cost n² a
+  round; larger rooms keep the positions (GET members) without the chatter,
+  as group chats commonly do.
+* last_seen: stored when a user goes offline; while a user is connected
+  they are seen now, and that is what is reported.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from serenchat.broker import Broker, Delivered, PresenceChanged, Receipt, Typing
 from serenchat.domain.models import Presence, Status, User, format_ms, now_ms
@@ -46,6 +54,7 @@ class Activity:
         *,
         typing_ttl: float = 6.0,
         delivery_interval: float = 1.0,
+        small_room: int = 100,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -54,7 +63,10 @@ class Activity:
         self.delivery_interval = delivery_interval
         self._typing: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._typing_changes = RateLimiter(rate=2.0, burst=4.0)
+        self.small_room = small_room
         self._reported: dict[tuple[str, str], int] = {}
+        # room -> (member count, when it stops being trusted)
+        self._sizes: dict[str, tuple[int, float]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -93,22 +105,34 @@ class Activity:
         return self.hub.status(subscriber.username)
 
     async def presence(self, username: str) -> Presence:
-        seen = await self.store.last_seen([username])
-        return Presence(
-            user=username, status=self.hub.status(username), last_seen=seen[username]
-        )
+        status = self.hub.status(username)
+        if status is Status.OFFLINE:
+            last_seen = (await self.store.last_seen([username]))[username]
+        else:
+            last_seen = format_ms(now_ms())
+        return Presence(user=username, status=status, last_seen=last_seen)
+
+    def seen(self, username: str, stored: str | None) -> tuple[Status, str | None]:
+        """A user's status and last_seen, given the stored last_seen."""
+        status = self.hub.status(username)
+        if status is Status.OFFLINE:
+            return status, stored
+        return status, format_ms(now_ms())
 
     async def _announce(
         self, user_id: int, username: str, rooms: list[str] | None = None
     ) -> None:
         at = now_ms()
-        try:
-            await self.store.touch(user_id, at)
-        except Exception:
-            # Presence still changes for everyone online; only the stored
-            # last_seen lags until the database answers again.
-            log.warning("storing last_seen failed", exc_info=True)
         status = self.hub.status(username)
+        if status is Status.OFFLINE:
+            # Only going offline is written: a connection storm (a restart,
+            # a deploy) then costs no write per hello.
+            try:
+                await self.store.touch(user_id, at)
+            except Exception:
+                # Presence still changes for everyone online; only the
+                # stored last_seen lags until the database answers again.
+                log.warning("storing last_seen failed", exc_info=True)
         log.debug("presence", extra={"user": username, "status": status.value})
         self.broker.publish(
             PresenceChanged(
@@ -155,6 +179,8 @@ class Activity:
             return await self._read_seq(room, user.username)
         read_seq, delivered_seq = moved
         self._reported[(room, user.username)] = delivered_seq
+        if not await self.is_small(room):
+            return read_seq
         self.broker.publish(
             Receipt(
                 room=room,
@@ -187,7 +213,21 @@ class Activity:
             return
         await self.store.mark_delivered(moved)
         for room, delivered in per_room.items():
-            self.broker.publish(Delivered(room=room, delivered=delivered))
+            if await self.is_small(room):
+                self.broker.publish(Delivered(room=room, delivered=delivered))
+
+    async def is_small(self, room: str) -> bool:
+        """Whether a room is small enough for live receipts and member lists."""
+        count, until = self._sizes.get(room, (0, 0.0))
+        now = time.monotonic()
+        if until < now:
+            count = await self.store.member_count(room)
+            if len(self._sizes) >= MAX_REPORTED:
+                self._sizes.clear()
+            # Sizes drift only by joins and leaves; a few seconds stale is
+            # harmless either side of the threshold.
+            self._sizes[room] = (count, now + 10.0)
+        return count <= self.small_room
 
     async def _flush_loop(self) -> None:
         while True:

@@ -77,6 +77,7 @@ class Limits:
     access_ttl: float = 5.0
     typing_ttl: float = 6.0
     delivery_interval: float = 1.0
+    small_room: int = 100
 
 
 class Session(msgspec.Struct, frozen=True):
@@ -94,7 +95,7 @@ class Joined:
 
     room: Room
     last_seq: int
-    members: list[Member]
+    members: list[Member] | None  # None in rooms too large to list each time
     subscription: Subscription
     hub: Hub
     replayed: bool
@@ -135,6 +136,7 @@ class ChatService:
             broker,
             typing_ttl=limits.typing_ttl,
             delivery_interval=limits.delivery_interval,
+            small_room=limits.small_room,
         )
 
     async def start(self) -> None:
@@ -269,11 +271,11 @@ class ChatService:
 
     async def _members_of(self, room_id: str) -> list[Member]:
         """Members with their live presence filled in."""
-        found = await self.store.members(room_id)
-        return [
-            msgspec.structs.replace(m, status=self.hub.status(m.username))
-            for m in found
-        ]
+        found = []
+        for member in await self.store.members(room_id):
+            status, seen = self.activity.seen(member.username, member.last_seen)
+            found.append(msgspec.structs.replace(member, status=status, last_seen=seen))
+        return found
 
     async def add_member(self, user: User, room_id: object, username: object) -> Member:
         room = await self._room(room_id)
@@ -427,7 +429,8 @@ class ChatService:
         subscription = self.hub.subscribe(subscriber, room.id)
         try:
             last_seq = await self._replay(subscriber, room.id, since_seq)
-            members = await self._members_of(room.id)
+            small = await self.activity.is_small(room.id)
+            members = await self._members_of(room.id) if small else None
         except BaseException:
             self.hub.unsubscribe(subscriber, room.id)
             raise

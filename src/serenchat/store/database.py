@@ -248,6 +248,11 @@ class Store:
         async with self.engine.connect() as conn:
             return (await conn.scalar(query)) is not None
 
+    async def member_count(self, room_id: str) -> int:
+        query = sa.select(sa.func.count()).where(members.c.room_id == room_id)
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
     async def add_member(self, room_id: str, user_id: int) -> bool:
         """Make ``user_id`` a member; return False if it already was one."""
         try:

@@ -389,7 +389,12 @@ export class App {
     }
     room.update(reply.room);
     room.advance(reply.last_seq);
-    this.setMembersOf(room, reply.members);
+    if (reply.members) {
+      this.setMembersOf(room, reply.members);
+    } else {
+      // A large room: the server leaves the member list out of the reply.
+      this.refreshMembers(room);
+    }
     room.joined = true;
     room.member = true;
     if (room === this.store.active) {
