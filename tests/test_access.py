@@ -15,11 +15,16 @@ from tests.conftest import ApiError, Client, Harness, Ws
 
 
 async def ask(ws: Ws, frame: dict[str, Any], rid: str) -> dict[str, Any]:
-    """Send ``frame`` with our own id and return the reply that echoes it."""
+    """Send ``frame`` with our own id and return the reply that echoes it.
+
+    Events that arrive first (a membership notice, presence) are skipped.
+    """
     await ws.ws.send_json({**frame, "id": rid})
-    reply = await ws.event()
-    assert reply.get("id") == rid, reply
-    return reply
+    while True:
+        reply = await ws.event()
+        if reply["type"] in ("ok", "error"):
+            assert reply.get("id") == rid, reply
+            return reply
 
 
 async def refused_ws(ws: Ws, frame: dict[str, Any], rid: str) -> None:
