@@ -298,8 +298,10 @@ async def harness(server: Server) -> AsyncIterator[Harness]:
 # sets SERENCHAT_REQUIRE_SERVICES=1, which turns such a skip into a failure.
 
 BACKENDS = {
-    "postgresql": "postgresql://postgres@127.0.0.1:5432/test",
-    "mysql": "mysql://root@127.0.0.1:3306/test",
+    "postgresql": os.environ.get(
+        "SERENCHAT_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test"
+    ),
+    "mysql": os.environ.get("SERENCHAT_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test"),
 }
 REQUIRE_SERVICES = os.environ.get("SERENCHAT_REQUIRE_SERVICES") == "1"
 
