@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,6 +126,12 @@ def create_app(settings: Settings) -> web.Application:
             await migrate.upgrade(service.store.engine)
         await service.store.start()
         await service.start()
+        # What exists now (modules, the app, engine pools) lives as long as
+        # the process: take it out of the collector's sight, so that full
+        # collections scan only what connections allocate. With 1,000
+        # connections a full pass otherwise stalls the loop for over 100 ms.
+        gc.collect()
+        gc.freeze()
         log.info(
             "serving",
             extra={"database": service.store.backend, "port": settings.port},

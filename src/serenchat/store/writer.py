@@ -362,11 +362,24 @@ async def _insert(
         }
         for d, seq in drafts
     ]
-    result = await conn.execute(
-        sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-        values,
-    )
-    return [row.id for row in result]
+    # One executemany, then the ids by (room, seq), which this transaction
+    # just allocated: INSERT ... RETURNING with ordered rows would run as a
+    # statement per row on SQLite, a worker-thread round trip each.
+    await conn.execute(sa.insert(messages), values)
+    spans: dict[str, tuple[int, int]] = {}
+    for draft, seq in drafts:
+        low, high = spans.get(draft.room_id, (seq, seq))
+        spans[draft.room_id] = (min(low, seq), max(high, seq))
+    ids: dict[tuple[str, int], int] = {}
+    for room_id, (low, high) in spans.items():
+        rows_found = await conn.execute(
+            sa.select(messages.c.id, messages.c.seq).where(
+                messages.c.room_id == room_id, messages.c.seq.between(low, high)
+            )
+        )
+        for row in rows_found:
+            ids[(room_id, row.seq)] = row.id
+    return [ids[(draft.room_id, seq)] for draft, seq in drafts]
 
 
 async def _apply(
