@@ -197,9 +197,6 @@ class Hub:
             del self._rooms[room]
         return True
 
-    def is_subscribed(self, subscriber: Subscriber, room: str) -> bool:
-        return subscriber in self._rooms.get(room, ())
-
     # Fan-out.
 
     def publish_stream(self, event: StreamEvent) -> None:

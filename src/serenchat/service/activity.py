@@ -174,28 +174,20 @@ class Activity:
     # Receipts.
 
     async def read(self, user: User, room: str, seq: int) -> int:
-        moved = await self.store.mark_read(room, user.id, seq)
-        if moved is None:
-            return await self._read_seq(room, user.username)
-        read_seq, delivered_seq = moved
-        self._reported[(room, user.username)] = delivered_seq
-        if not await self.is_small(room):
+        read_seq, delivered_seq, moved = await self.store.mark_read(room, user.id, seq)
+        if not moved:
             return read_seq
-        self.broker.publish(
-            Receipt(
-                room=room,
-                user=user.username,
-                read_seq=read_seq,
-                delivered_seq=delivered_seq,
+        self._reported[(room, user.username)] = delivered_seq
+        if await self.is_small(room):
+            self.broker.publish(
+                Receipt(
+                    room=room,
+                    user=user.username,
+                    read_seq=read_seq,
+                    delivered_seq=delivered_seq,
+                )
             )
-        )
         return read_seq
-
-    async def _read_seq(self, room: str, username: str) -> int:
-        for member in await self.store.members(room):
-            if member.username == username:
-                return member.read_seq
-        return 0
 
     async def flush_deliveries(self) -> None:
         """Store and announce delivered positions that moved."""

@@ -304,11 +304,11 @@ class Store:
 
     async def mark_read(
         self, room_id: str, user_id: int, seq: int
-    ) -> tuple[int, int] | None:
-        """Move a read position forward to ``seq``.
+    ) -> tuple[int, int, bool]:
+        """Move a read position forward to ``seq``; reading implies delivery.
 
-        Return the member's (read_seq, delivered_seq) if it moved, None if
-        it was already at or past ``seq``. Reading implies delivery.
+        Return the member's (read_seq, delivered_seq) afterwards, and whether
+        the read position moved (it never moves back).
         """
         async with self.engine.begin() as conn:
             moved = await conn.execute(
@@ -326,14 +326,16 @@ class Store:
                     ),
                 )
             )
-            if not moved.rowcount:
-                return None
-            delivered = await conn.scalar(
-                sa.select(members.c.delivered_seq).where(
-                    members.c.room_id == room_id, members.c.user_id == user_id
+            row = (
+                await conn.execute(
+                    sa.select(members.c.read_seq, members.c.delivered_seq).where(
+                        members.c.room_id == room_id, members.c.user_id == user_id
+                    )
                 )
-            )
-        return seq, max(seq, delivered or 0)
+            ).first()
+        if row is None:
+            return 0, 0, False
+        return row.read_seq, max(row.read_seq, row.delivered_seq), bool(moved.rowcount)
 
     async def mark_delivered(self, positions: Sequence[tuple[str, int, int]]) -> None:
         """Move (room_id, user_id) delivered positions forward, in one go."""
