@@ -35,7 +35,8 @@ async def test_server_on_backend(server_factory: Any, database_url: str) -> None
         again = await alice.call(
             "POST", "/rooms/general/messages", {"text": "dup", "client_id": "a0-0"}
         )
-        assert again["seq"] == 1 and again["text"] == "a0 0"
+        assert again["seq"] == seqs[0][0] and again["text"] == "a0 0"
+        assert (await alice.call("GET", "/rooms/general"))["last_seq"] == 60
 
         await wb.close()
         await burst(alice, "later", 5)
