@@ -82,6 +82,44 @@ async def test_seq_is_gap_free_under_concurrent_senders(harness: Harness) -> Non
     assert batches_run < stored, "concurrent sends were not group-committed"
 
 
+async def _pipelined_burst(server: Server, count: int) -> tuple[list[dict], float]:
+    """One connection fires ``count`` sends without waiting; (replies, batches)."""
+    async with aiohttp.ClientSession() as http:
+        harness = Harness(server, http)
+        ws = await joined(harness, await harness.user())
+        frames = [
+            {"type": "send", "room": "general", "text": f"p{i}"} for i in range(count)
+        ]
+        frames[count // 2]["text"] = "x" * 5000  # refused; the rest go on
+        replies = await asyncio.gather(*(ws.request(f) for f in frames))
+        batches = metric(await metrics(harness), "serenchat_commit_batches_total")
+        await harness.close()
+    return replies, batches
+
+
+async def test_one_connection_pipelines_its_sends(server_factory: Any) -> None:
+    """A connection's sends share commits, keep their order and each get a reply."""
+    count = 100
+    replies, batches = await _pipelined_burst(
+        server_factory("--send-rate", "0", "--max-pipeline", "16"), count
+    )
+    refused = replies.pop(count // 2)
+    assert refused["type"] == "error" and refused["code"] == "too_large"
+    assert all(r["type"] == "ok" for r in replies)
+    # Stored in the order sent, with no gap where the refused one was.
+    assert [r["message"]["seq"] for r in replies] == list(range(1, count))
+    texts = [f"p{i}" for i in range(count) if i != count // 2]
+    assert [r["message"]["text"] for r in replies] == texts
+    assert batches <= count // 4, f"{batches} commits for {count - 1} sends"
+
+    # With a pipeline of one, each send waits for its commit before the
+    # next frame is read, so none share a transaction.
+    _, alone = await _pipelined_burst(
+        server_factory("--send-rate", "0", "--max-pipeline", "1"), count
+    )
+    assert alone == count - 1
+
+
 async def test_fanout_encodes_each_broadcast_once(harness: Harness) -> None:
     """One broadcast to many subscribers encodes one frame, delivers many."""
     clients = [await harness.user() for _ in range(30)]

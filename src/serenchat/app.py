@@ -98,6 +98,7 @@ def create_app(settings: Settings) -> web.Application:
         heartbeat=settings.ping_interval,
         max_frame=settings.max_frame,
         max_buffer=settings.max_connection_buffer,
+        max_pipeline=settings.max_pipeline,
     )
     registry = CollectorRegistry()
     registry.register(ServerCollector(service.hub, service.store.writer.stats))

@@ -31,6 +31,7 @@ class Settings:
     small_room: int = 100
     max_frame: int = 64 * 1024
     max_connection_buffer: int = 1024 * 1024
+    max_pipeline: int = 64
     send_rate: float = 20.0
     send_burst: float = 40.0
     batch_size: int = 512
@@ -65,6 +66,8 @@ HELP = {
     "max_frame": "largest accepted client frame, in bytes",
     "max_connection_buffer": "unsent bytes a connection may hold before it "
     "is closed as too slow",
+    "max_pipeline": "sends one connection may have waiting for their commit "
+    "before it reads further frames",
     "send_rate": "messages a user may send per second (0: no limit)",
     "send_burst": "messages a user may send in a burst",
     "batch_size": "most messages committed in one transaction",

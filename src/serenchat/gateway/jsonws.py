@@ -3,7 +3,10 @@
 Each text frame holds one JSON object with a ``type``. The first frame must
 be ``hello`` with a token; after it, requests are handled one at a time in
 arrival order, and each request carrying an ``id`` gets exactly one reply,
-``ok`` or ``error``, with that ``id``.
+``ok`` or ``error``, with that ``id``. Sends are pipelined: once a send is
+checked and queued for the writer, the next frame is read while it commits,
+so a busy connection's messages share transactions; its ``ok`` follows the
+commit and may come after replies to later requests.
 
 All frames to the client, replies and room events alike, go through one
 bounded path (:meth:`JsonConnection.deliver`): bytes are written straight
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any, Literal
 
 import msgspec
@@ -266,6 +270,8 @@ class JsonConnection:
         self._transport = transport
         self._max_buffer = max_buffer
         self._closing: asyncio.Task[None] | None = None
+        # Sends queued for the writer whose replies wait for the commit.
+        self.pipeline: set[asyncio.Task[None]] = set()
 
     def deliver(self, data: bytes) -> None:
         if self._closing is not None or self._transport.is_closing():
@@ -312,12 +318,14 @@ class JsonGateway:
         heartbeat: float = 30.0,
         max_frame: int = 64 * 1024,
         max_buffer: int = 1024 * 1024,
+        max_pipeline: int = 64,
     ) -> None:
         self.service = service
         self.hello_timeout = hello_timeout
         self.heartbeat = heartbeat
         self.max_frame = max_frame
         self.max_buffer = max_buffer
+        self.max_pipeline = max(1, max_pipeline)
         self._connections: set[JsonConnection] = set()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
@@ -429,6 +437,37 @@ class JsonGateway:
                 log.exception("request failed", extra={"user": user.username})
                 conn.deliver(_error(request.id, fault(exc)))
 
+    async def _pipeline(
+        self,
+        conn: JsonConnection,
+        request_id: RequestId | None,
+        stored: Coroutine[None, None, Message],
+    ) -> None:
+        """Reply to a queued send once it commits, without waiting here."""
+        task = asyncio.create_task(self._answer(conn, request_id, stored))
+        conn.pipeline.add(task)
+        task.add_done_callback(conn.pipeline.discard)
+        if len(conn.pipeline) >= self.max_pipeline:
+            # Stop reading until a commit frees a place; the writer commits
+            # in queue order, so the oldest send finishes first.
+            await asyncio.wait(conn.pipeline, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _answer(
+        self,
+        conn: JsonConnection,
+        request_id: RequestId | None,
+        stored: Coroutine[None, None, Message],
+    ) -> None:
+        try:
+            message = await stored
+        except ChatError as error:
+            conn.deliver(_error(request_id, error))
+        except Exception as exc:
+            log.exception("send failed", extra={"user": conn.username})
+            conn.deliver(_error(request_id, fault(exc)))
+        else:
+            conn.deliver(_reply(request_id, message=message))
+
     def _too_large(self, data: str) -> bool:
         # Characters never outnumber UTF-8 bytes; encode only when the count
         # of characters alone cannot settle it.
@@ -442,8 +481,8 @@ class JsonGateway:
         service = self.service
         match request:
             case Send(room=room, text=text, client_id=client_id, id=rid):
-                message = await service.send(user, room, text, client_id)
-                conn.deliver(_reply(rid, message=message))
+                stored = await service.submit(user, room, text, client_id)
+                await self._pipeline(conn, rid, stored)
             case Join(room=room, since=since, id=rid):
                 joined = await service.join(user, conn, room, since)
                 extra = {} if joined.members is None else {"members": joined.members}

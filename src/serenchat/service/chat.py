@@ -14,9 +14,10 @@ Access rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -58,7 +59,7 @@ from serenchat.hub import Hub, Subscriber, Subscription
 from serenchat.service.activity import Activity
 from serenchat.service.ratelimit import RateLimiter
 from serenchat.store import Store
-from serenchat.store.writer import Entry
+from serenchat.store.writer import Appended, Entry
 
 log = logging.getLogger(__name__)
 
@@ -323,15 +324,32 @@ class ChatService:
         A repeated ``client_id`` from the same user returns the message first
         stored with it, and stores and publishes nothing new.
         """
+        return await (await self.submit(user, room_id, text, client_id))
+
+    async def submit(
+        self, user: User, room_id: object, text: object, client_id: object = None
+    ) -> Coroutine[None, None, Message]:
+        """Check and queue a message; await the result for the stored message.
+
+        Everything that can refuse the message (text, room, access, rate)
+        is decided before this returns, so messages submitted one after
+        another are stored in that order even when the caller does not wait
+        for each commit: how one connection pipelines its sends.
+        """
         body = rules.message_text(text, self.limits.max_text)
         key = rules.client_id(client_id)
         room = await self._cached_room(room_id)
         await self._check_post(user, room)
         if not self._send_limiter.allow(user.id):
             raise RateLimited("too many messages; slow down")
+        committed = await self.store.submit(room.id, user, body, key)
+        return self._stored(committed, room.id, user.username)
 
-        appended = await self.store.append(room.id, user, body, key)
-        self.activity.stop_typing(room.id, user.username)
+    async def _stored(
+        self, committed: asyncio.Future[Appended], room_id: str, username: str
+    ) -> Message:
+        appended = await committed
+        self.activity.stop_typing(room_id, username)
         return appended.message
 
     async def edit(

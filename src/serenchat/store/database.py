@@ -7,6 +7,7 @@ the group-commit writer (:mod:`serenchat.store.writer`); the other writes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -359,7 +360,13 @@ class Store:
         self, room_id: str, sender: User, text: str, client_id: str | None
     ) -> Appended:
         """Store a message through the group-commit writer."""
-        return await self.writer.append(
+        return await (await self.submit(room_id, sender, text, client_id))
+
+    async def submit(
+        self, room_id: str, sender: User, text: str, client_id: str | None
+    ) -> asyncio.Future[Appended]:
+        """Queue a message in the writer; the future resolves on commit."""
+        return await self.writer.submit(
             room_id, sender.id, sender.username, text, client_id
         )
 

@@ -133,9 +133,25 @@ class GroupCommitWriter:
         client_id: str | None,
     ) -> Appended:
         """Store one message; return once it is committed."""
+        return await (await self.submit(room_id, sender_id, sender, text, client_id))
+
+    async def submit(
+        self,
+        room_id: str,
+        sender_id: int,
+        sender: str,
+        text: str,
+        client_id: str | None,
+    ) -> asyncio.Future[Appended]:
+        """Queue one message; the future resolves once it is committed.
+
+        Returns as soon as the message has its place in the queue, so a
+        caller that submits several in turn has them stored in that order
+        without waiting for each commit.
+        """
         future: asyncio.Future[Appended] = self._future()
         await self._put(NewMessage(room_id, sender_id, sender, text, client_id, future))
-        return await future
+        return future
 
     async def change(self, room_id: str, message_id: int, text: str | None) -> Update:
         """Edit (with ``text``) or delete (``text`` None) a stored message."""
