@@ -590,7 +590,9 @@ export class App {
     }
     if (this.conn.isOpen && !room.joined) this.join(room).catch(() => {});
     else if (!room.loaded) this.loadLatest(room);
-    this.setDrawer(false);
+    // Reopening the same room (a room list refresh does) must not shut a
+    // drawer the person has just opened.
+    if (changed) this.setDrawer(false);
     this.render();
     this.markRead();
     // Moving to a room puts the person in its message box (not on phones,
