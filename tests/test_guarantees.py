@@ -82,27 +82,42 @@ async def test_seq_is_gap_free_under_concurrent_senders(harness: Harness) -> Non
     assert batches_run < stored, "concurrent sends were not group-committed"
 
 
-async def _pipelined_burst(server: Server, count: int) -> tuple[list[dict], float]:
-    """One connection fires ``count`` sends without waiting; (replies, batches)."""
+async def _pipelined_burst(
+    server: Server, count: int
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One connection fires ``count`` sends without waiting.
+
+    Returns the replies and the fan-out counters, with three more
+    subscribers in the room (and the sender's own connection) watching.
+    """
     async with aiohttp.ClientSession() as http:
         harness = Harness(server, http)
         ws = await joined(harness, await harness.user())
+        watchers = [await joined(harness, await harness.user()) for _ in range(3)]
         frames = [
             {"type": "send", "room": "general", "text": f"p{i}"} for i in range(count)
         ]
         frames[count // 2]["text"] = "x" * 5000  # refused; the rest go on
         replies = await asyncio.gather(*(ws.request(f) for f in frames))
-        batches = metric(await metrics(harness), "serenchat_commit_batches_total")
+        for watcher in watchers:
+            seen = await watcher.messages(count - 1)
+            assert [m["seq"] for m in seen] == list(range(1, count))
+        text = await metrics(harness)
+        counters = {
+            name: metric(text, f"serenchat_{name}_total")
+            for name in ("commit_batches", "fanout_deliveries", "fanout_writes")
+        }
         await harness.close()
-    return replies, batches
+    return replies, counters
 
 
 async def test_one_connection_pipelines_its_sends(server_factory: Any) -> None:
     """A connection's sends share commits, keep their order and each get a reply."""
     count = 100
-    replies, batches = await _pipelined_burst(
+    replies, counters = await _pipelined_burst(
         server_factory("--send-rate", "0", "--max-pipeline", "16"), count
     )
+    batches = counters["commit_batches"]
     refused = replies.pop(count // 2)
     assert refused["type"] == "error" and refused["code"] == "too_large"
     assert all(r["type"] == "ok" for r in replies)
@@ -111,13 +126,17 @@ async def test_one_connection_pipelines_its_sends(server_factory: Any) -> None:
     texts = [f"p{i}" for i in range(count) if i != count // 2]
     assert [r["message"]["text"] for r in replies] == texts
     assert batches <= count // 4, f"{batches} commits for {count - 1} sends"
+    # Each subscriber got each commit's messages in one write.
+    assert counters["fanout_deliveries"] == 4 * (count - 1)
+    assert counters["fanout_writes"] == 4 * batches
 
     # With a pipeline of one, each send waits for its commit before the
     # next frame is read, so none share a transaction.
     _, alone = await _pipelined_burst(
         server_factory("--send-rate", "0", "--max-pipeline", "1"), count
     )
-    assert alone == count - 1
+    assert alone["commit_batches"] == count - 1
+    assert alone["fanout_writes"] == alone["fanout_deliveries"] == 4 * (count - 1)
 
 
 async def test_fanout_encodes_each_broadcast_once(harness: Harness) -> None:

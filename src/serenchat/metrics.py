@@ -49,3 +49,9 @@ class ServerCollector(Collector):
             "Frames handed to local subscribers by fan-out",
             self._hub.delivered,
         )
+        yield CounterMetricFamily(
+            "serenchat_fanout_writes",
+            "Writes fan-out handed to local subscribers (a commit's frames for "
+            "one subscriber go in one write)",
+            self._hub.writes,
+        )

@@ -2,6 +2,8 @@
 
 from serenchat.broker.base import (
     Broker,
+    ClientEvent,
+    Committed,
     Delivered,
     Event,
     MemberAdded,
@@ -18,6 +20,8 @@ from serenchat.broker.memory import MemoryBroker
 
 __all__ = [
     "Broker",
+    "ClientEvent",
+    "Committed",
     "Delivered",
     "Event",
     "MemberAdded",

@@ -94,9 +94,21 @@ class Delivered(msgspec.Struct, frozen=True, tag="delivery"):
 
 
 StreamEvent = MessagePosted | MessageChanged
+
+
+class Committed(msgspec.Struct, frozen=True, tag="committed"):
+    """Stream entries of one room stored in one transaction, in seq order.
+
+    Published once per room per commit, so that a busy room's subscribers
+    get a commit's messages in one write rather than one write each.
+    """
+
+    room: str
+    entries: list[StreamEvent]
+
+
 Event = (
-    MessagePosted
-    | MessageChanged
+    Committed
     | MemberAdded
     | MemberRemoved
     | PresenceChanged
@@ -104,6 +116,10 @@ Event = (
     | Receipt
     | Delivered
 )
+# What a node may tell its clients: broker events, the stream entries
+# inside a Committed, and the membership notices derived locally.
+ClientEvent = Event | StreamEvent | MemberChanged
+
 EventHandler = Callable[[Event], None]
 
 

@@ -9,12 +9,9 @@ so a busy connection's messages share transactions; its ``ok`` follows the
 commit and may come after replies to later requests.
 
 All frames to the client, replies and room events alike, go through one
-bounded path (:meth:`JsonConnection.deliver`). Frames queued for a
-connection during one turn of the event loop leave in one write at the end
-of it (:class:`Outbox`), so a batch of committed messages costs each
-subscriber one system call, not one per message. A client whose unsent
-backlog passes the limit is closed with code 4408 instead of being waited
-for.
+bounded path (:meth:`JsonConnection.deliver`): bytes are written straight
+to the transport, and a client whose unsent backlog passes the limit is
+closed with code 4408 instead of being waited for.
 """
 
 from __future__ import annotations
@@ -29,8 +26,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from serenchat.broker import (
+    ClientEvent,
     Delivered,
-    Event,
     MemberChanged,
     MemberRemoved,
     MessageChanged,
@@ -193,7 +190,7 @@ class DeliveryFrame(msgspec.Struct, tag="delivery"):
     delivered: dict[str, int]
 
 
-def _frame_of(event: Event | MemberChanged) -> msgspec.Struct:
+def _frame_of(event: ClientEvent) -> msgspec.Struct:
     match event:
         case MemberChanged():
             return event  # already shaped as its frame
@@ -248,38 +245,11 @@ def _error(request_id: object, error: ChatError) -> bytes:
 class JsonCodec:
     """Encodes broker events as JSON text frames."""
 
-    def encode(self, event: Event | MemberChanged) -> bytes:
+    def encode(self, event: ClientEvent) -> bytes:
         return frame(_encode(_frame_of(event)))
 
 
 CODEC = JsonCodec()
-
-
-class Outbox:
-    """Connections with frames queued in this turn of the event loop.
-
-    The first frame queued for a connection in a turn enrolls it; one
-    callback at the end of the turn hands each enrolled connection's frames
-    to its transport in a single write.
-    """
-
-    __slots__ = ("_loop", "_waiting")
-
-    def __init__(self) -> None:
-        self._waiting: list[JsonConnection] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def enroll(self, conn: JsonConnection) -> None:
-        if not self._waiting:
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self.flush)
-        self._waiting.append(conn)
-
-    def flush(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for conn in waiting:
-            conn.flush()
 
 
 class JsonConnection:
@@ -288,11 +258,7 @@ class JsonConnection:
     codec = CODEC
 
     def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        request: web.Request,
-        max_buffer: int,
-        outbox: Outbox,
+        self, ws: web.WebSocketResponse, request: web.Request, max_buffer: int
     ) -> None:
         self.ws = ws
         self.username = ""
@@ -303,47 +269,20 @@ class JsonConnection:
         assert transport is not None
         self._transport = transport
         self._max_buffer = max_buffer
-        self._outbox = outbox
-        self._queued: list[bytes] = []
         self._closing: asyncio.Task[None] | None = None
         # Sends queued for the writer whose replies wait for the commit.
         self.pipeline: set[asyncio.Task[None]] = set()
 
     def deliver(self, data: bytes) -> None:
-        queued = self._queued
-        if not queued:
-            if self._closing is not None or self._transport.is_closing():
-                return
-            if self._transport.get_write_buffer_size() > self._max_buffer:
-                self.overflow()
-                return
-            self._outbox.enroll(self)
-        queued.append(data)
-
-    def flush(self) -> None:
-        """Write what is queued now rather than at the end of the turn."""
-        queued = self._queued
-        if not queued:
+        if self._closing is not None or self._transport.is_closing():
             return
-        self._queued = []
-        # Nothing may follow a close frame, which aiohttp writes itself.
-        if self._closing is not None or self.ws.closed:
-            return
-        transport = self._transport
-        if transport.is_closing():
-            return
-        transport.writelines(queued)
-        if transport.get_write_buffer_size() > self._max_buffer:
+        if self._transport.get_write_buffer_size() > self._max_buffer:
             self.overflow()
-
-    async def close(self, code: int, reason: bytes) -> None:
-        """Send what is queued, then close the WebSocket."""
-        self.flush()
-        await self.ws.close(code=code, message=reason)
+            return
+        self._transport.write(data)
 
     async def send(self, data: bytes) -> None:
         self.deliver(data)
-        self.flush()
         # Let a long replay drain instead of tripping the overflow limit.
         waited = 0.0
         while (
@@ -388,7 +327,6 @@ class JsonGateway:
         self.max_buffer = max_buffer
         self.max_pipeline = max(1, max_pipeline)
         self._connections: set[JsonConnection] = set()
-        self._outbox = Outbox()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(
@@ -400,7 +338,7 @@ class JsonGateway:
             autoping=True,
         )
         await ws.prepare(request)
-        conn = JsonConnection(ws, request, self.max_buffer, self._outbox)
+        conn = JsonConnection(ws, request, self.max_buffer)
         self._connections.add(conn)
         try:
             user = await self._hello(conn)
@@ -410,14 +348,14 @@ class JsonGateway:
             self._connections.discard(conn)
             await self.service.activity.disconnect(conn)
             if not ws.closed:
-                await conn.close(1000, b"")
+                await ws.close()
         return ws
 
     async def close_all(self) -> None:
         """Tell every client the server is going away."""
         await asyncio.gather(
             *(
-                c.close(CLOSE_GOING_AWAY, b"server shutdown")
+                c.ws.close(code=CLOSE_GOING_AWAY, message=b"server shutdown")
                 for c in list(self._connections)
             ),
             return_exceptions=True,
@@ -460,7 +398,7 @@ class JsonGateway:
             # Most likely the database; the client should retry later.
             log.exception("hello failed", extra={"peer": conn.peer})
             conn.deliver(_error(request.id, fault(exc)))
-            await conn.close(CLOSE_TRY_LATER, b"try again later")
+            await conn.ws.close(code=CLOSE_TRY_LATER, message=b"try again later")
             return None
         conn.deliver(_reply(request.id, user=user))
         log.debug("hello", extra={"user": user.username, "peer": conn.peer})
@@ -470,7 +408,7 @@ class JsonGateway:
         self, conn: JsonConnection, request_id: object, error: ChatError
     ) -> None:
         conn.deliver(_error(request_id, Unauthorized(error.message)))
-        await conn.close(CLOSE_UNAUTHORIZED, b"unauthorized")
+        await conn.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
         return None
 
     async def _serve(self, conn: JsonConnection, user: User) -> None:

@@ -19,10 +19,10 @@ to, which decides who hears of whose presence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from serenchat.broker import Event, MemberChanged, StreamEvent
+from serenchat.broker import ClientEvent, StreamEvent
 from serenchat.domain.models import Status
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Codec(Protocol):
     """Turns events into the bytes of one wire format."""
 
-    def encode(self, event: Event | MemberChanged) -> bytes: ...
+    def encode(self, event: ClientEvent) -> bytes: ...
 
 
 class Subscriber(Protocol):
@@ -102,6 +102,7 @@ class Hub:
         self._max_held = max_held
         self.encoded = 0  # frames encoded by stream fan-out
         self.delivered = 0  # frames handed to subscribers by stream fan-out
+        self.writes = 0  # deliver() calls stream fan-out made
 
     # Connections and presence.
 
@@ -199,39 +200,68 @@ class Hub:
 
     # Fan-out.
 
-    def publish_stream(self, event: StreamEvent) -> None:
-        """Fan a stored stream entry out to this node's subscribers of its room."""
-        subs = self._rooms.get(event.room)
-        if not subs:
+    def publish_stream(self, room: str, events: Sequence[StreamEvent]) -> None:
+        """Fan stored stream entries of one room out to its subscribers here.
+
+        ``events`` are one commit's entries for the room, in seq order. Each
+        is encoded once per wire format; a subscriber gets the ones above its
+        floor joined into one piece, the same bytes for every subscriber
+        that needs them all, so a commit costs each subscriber one write.
+        """
+        subs = self._rooms.get(room)
+        if not subs or not events:
             return
 
-        frames: dict[Codec, bytes] = {}
-        seq = event.seq
+        first, last = events[0].seq, events[-1].seq
+        frames: dict[Codec, list[bytes]] = {}
+        whole: dict[Codec, bytes] = {}
+        delivered = writes = 0
         for subscription in subs.values():
             held = subscription.held
             if held is not None:
-                if len(held) >= self._max_held:
+                if len(held) + len(events) > self._max_held:
                     subscription.subscriber.overflow()
                 else:
-                    held.append(event)
+                    held.extend(events)
                 continue
-            if seq <= subscription.floor:
+            floor = subscription.floor
+            if last <= floor:
                 continue
-            subscription.floor = seq
+            subscription.floor = last
 
             subscriber = subscription.subscriber
             codec = subscriber.codec
-            data = frames.get(codec)
-            if data is None:
-                data = frames[codec] = codec.encode(event)
+            if floor < first:
+                data = whole.get(codec)
+                if data is None:
+                    data = whole[codec] = b"".join(self._frames(frames, codec, events))
+                delivered += len(events)
+            else:
+                # Part of this commit already went out (a replay ran past it).
+                encoded = self._frames(frames, codec, events)
+                data = b"".join(
+                    f for e, f in zip(events, encoded, strict=True) if e.seq > floor
+                )
+                delivered += sum(e.seq > floor for e in events)
             subscriber.deliver(data)
+            writes += 1
 
-        self._dirty.add(event.room)
-        self.encoded += len(frames)
-        self.delivered += len(subs)
+        self._dirty.add(room)
+        self.encoded += sum(len(f) for f in frames.values())
+        self.delivered += delivered
+        self.writes += writes
+
+    @staticmethod
+    def _frames(
+        cache: dict[Codec, list[bytes]], codec: Codec, events: Sequence[StreamEvent]
+    ) -> list[bytes]:
+        found = cache.get(codec)
+        if found is None:
+            found = cache[codec] = [codec.encode(e) for e in events]
+        return found
 
     def broadcast(
-        self, room: str, event: Event | MemberChanged, *, skip: str | None = None
+        self, room: str, event: ClientEvent, *, skip: str | None = None
     ) -> None:
         """Send a transient event to the room's live subscribers."""
         frames: dict[Codec, bytes] = {}
@@ -244,9 +274,7 @@ class Hub:
                 data = frames[subscriber.codec] = subscriber.codec.encode(event)
             subscriber.deliver(data)
 
-    def send_to_users(
-        self, usernames: Iterable[str], event: Event | MemberChanged
-    ) -> None:
+    def send_to_users(self, usernames: Iterable[str], event: ClientEvent) -> None:
         """Send an event to every local connection of these users."""
         frames: dict[Codec, bytes] = {}
         for username in usernames:

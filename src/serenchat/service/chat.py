@@ -15,6 +15,7 @@ Access rules:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Coroutine, Sequence
@@ -25,6 +26,7 @@ import msgspec
 from serenchat.auth import PasswordHasher, TokenAuthority
 from serenchat.broker import (
     Broker,
+    Committed,
     Delivered,
     Event,
     MemberAdded,
@@ -34,6 +36,7 @@ from serenchat.broker import (
     MessagePosted,
     PresenceChanged,
     Receipt,
+    StreamEvent,
     Typing,
 )
 from serenchat.domain import rules
@@ -148,18 +151,19 @@ class ChatService:
         await self.activity.close()
 
     def on_commit(self, entries: Sequence[Entry]) -> None:
-        """Publish freshly committed stream entries (called by the writer)."""
-        for entry in entries:
-            if isinstance(entry, Message):
-                self.broker.publish(MessagePosted(entry))
-            else:
-                self.broker.publish(MessageChanged(entry))
+        """Publish freshly committed stream entries (called by the writer).
+
+        ``entries`` come sorted by room, then seq; each room's share goes
+        out as one event.
+        """
+        for room, group in itertools.groupby(entries, key=_room_of):
+            self.broker.publish(Committed(room, [_stream_event(e) for e in group]))
 
     def _on_event(self, event: Event) -> None:
         hub = self.hub
         match event:
-            case MessagePosted() | MessageChanged():
-                hub.publish_stream(event)
+            case Committed(room=room, entries=entries):
+                hub.publish_stream(room, entries)
             case Typing() | Receipt() | Delivered():
                 skip = event.user if isinstance(event, Typing) else None
                 hub.broadcast(event.room, event, skip=skip)
@@ -484,12 +488,7 @@ class ChatService:
         while position < last_seq:
             upto = min(position + REPLAY_PAGE, last_seq)
             for entry in await self.store.stream(room_id, position, upto):
-                event = (
-                    MessagePosted(entry)
-                    if isinstance(entry, Message)
-                    else MessageChanged(entry)
-                )
-                await subscriber.send(subscriber.codec.encode(event))
+                await subscriber.send(subscriber.codec.encode(_stream_event(entry)))
             position = upto
         return last_seq
 
@@ -562,3 +561,13 @@ def _position(value: object, name: str) -> int | None:
     if not 0 <= value <= MAX_POSITION:
         raise BadRequest(f"{name} must be between 0 and {MAX_POSITION}")
     return value
+
+
+def _room_of(entry: Entry) -> str:
+    return entry.room if isinstance(entry, Message) else entry.message.room
+
+
+def _stream_event(entry: Entry) -> StreamEvent:
+    if isinstance(entry, Message):
+        return MessagePosted(entry)
+    return MessageChanged(entry)
