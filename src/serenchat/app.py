@@ -77,6 +77,7 @@ def build_service(settings: Settings) -> ChatService:
             typing_ttl=settings.typing_ttl,
             delivery_interval=settings.delivery_interval,
             small_room=settings.small_room,
+            notice_interval=settings.notice_interval,
         ),
     )
     store.writer.on_commit = service.on_commit

@@ -29,6 +29,7 @@ class Settings:
     typing_ttl: float = 6.0
     delivery_interval: float = 1.0
     small_room: int = 100
+    notice_interval: float = 0.1
     max_frame: int = 64 * 1024
     max_connection_buffer: int = 1024 * 1024
     max_pipeline: int = 64
@@ -63,6 +64,8 @@ HELP = {
     "delivery_interval": "seconds between reports of delivered positions",
     "small_room": "rooms of at most this many members get live receipts "
     "and the member list in each join reply",
+    "notice_interval": "seconds over which a burst of presence and membership "
+    "notices is gathered into one write per connection",
     "max_frame": "largest accepted client frame, in bytes",
     "max_connection_buffer": "unsent bytes a connection may hold before it "
     "is closed as too slow",

@@ -366,26 +366,30 @@ class JsonGateway:
             async with asyncio.timeout(self.hello_timeout):
                 msg = await conn.ws.receive()
         except TimeoutError:
-            return await self._refuse(conn, None, Unauthorized("no hello in time"))
+            await self._refuse(conn, None, Unauthorized("no hello in time"))
+            return None
         if msg.type in _CLOSING:
             return None  # the client left before saying hello
         if msg.type is not WSMsgType.TEXT:
-            return await self._refuse(
+            await self._refuse(
                 conn, None, Unauthorized("the first frame must be a hello")
             )
+            return None
 
         try:
             request = _decode_request(msg.data)
         except msgspec.DecodeError as exc:
-            return await self._refuse(
+            await self._refuse(
                 conn,
                 _request_id(msg.data),
                 Unauthorized(f"the first frame must be a valid hello: {exc}"),
             )
+            return None
         if not isinstance(request, Hello):
-            return await self._refuse(
+            await self._refuse(
                 conn, request.id, Unauthorized("the first frame must be a hello")
             )
+            return None
 
         try:
             user = await self.service.authenticate(request.token)
@@ -393,7 +397,8 @@ class JsonGateway:
             conn.user_id = user.id
             await self.service.activity.connect(conn, user)
         except ChatError as error:
-            return await self._refuse(conn, request.id, error)
+            await self._refuse(conn, request.id, error)
+            return None
         except Exception as exc:
             # Most likely the database; the client should retry later.
             log.exception("hello failed", extra={"peer": conn.peer})
@@ -409,7 +414,6 @@ class JsonGateway:
     ) -> None:
         conn.deliver(_error(request_id, Unauthorized(error.message)))
         await conn.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
-        return None
 
     async def _serve(self, conn: JsonConnection, user: User) -> None:
         async for msg in conn.ws:

@@ -39,8 +39,12 @@ class Subscriber(Protocol):
 
     username: str
     user_id: int
-    codec: Codec
     status: Status
+
+    @property
+    def codec(self) -> Codec:
+        """How this subscriber's frames are encoded; shared by its kind."""
+        ...
 
     def deliver(self, data: bytes) -> None:
         """Queue encoded bytes for the client without blocking.
@@ -103,6 +107,8 @@ class Hub:
         self.encoded = 0  # frames encoded by stream fan-out
         self.delivered = 0  # frames handed to subscribers by stream fan-out
         self.writes = 0  # deliver() calls stream fan-out made
+        # Frames sent with defer=True, per subscriber, until flush_deferred.
+        self._deferred: dict[Subscriber, list[bytes]] = {}
 
     # Connections and presence.
 
@@ -260,10 +266,39 @@ class Hub:
             found = cache[codec] = [codec.encode(e) for e in events]
         return found
 
+    def flush_deferred(self) -> bool:
+        """Deliver what was sent with ``defer``; True if there was any.
+
+        Each subscriber gets its deferred frames, in order, in one write.
+        """
+        deferred, self._deferred = self._deferred, {}
+        for subscriber, frames in deferred.items():
+            subscriber.deliver(b"".join(frames))
+        return bool(deferred)
+
+    def _send(self, subscriber: Subscriber, data: bytes, defer: bool) -> None:
+        if not defer:
+            subscriber.deliver(data)
+            return
+        frames = self._deferred.get(subscriber)
+        if frames is None:
+            self._deferred[subscriber] = [data]
+        else:
+            frames.append(data)
+
     def broadcast(
-        self, room: str, event: ClientEvent, *, skip: str | None = None
+        self,
+        room: str,
+        event: ClientEvent,
+        *,
+        skip: str | None = None,
+        defer: bool = False,
     ) -> None:
-        """Send a transient event to the room's live subscribers."""
+        """Send a transient event to the room's live subscribers.
+
+        With ``defer`` the frames wait for :meth:`flush_deferred`; who gets
+        them is decided now.
+        """
         frames: dict[Codec, bytes] = {}
         for subscription in self._rooms.get(room, {}).values():
             subscriber = subscription.subscriber
@@ -272,9 +307,11 @@ class Hub:
             data = frames.get(subscriber.codec)
             if data is None:
                 data = frames[subscriber.codec] = subscriber.codec.encode(event)
-            subscriber.deliver(data)
+            self._send(subscriber, data, defer)
 
-    def send_to_users(self, usernames: Iterable[str], event: ClientEvent) -> None:
+    def send_to_users(
+        self, usernames: Iterable[str], event: ClientEvent, *, defer: bool = False
+    ) -> None:
         """Send an event to every local connection of these users."""
         frames: dict[Codec, bytes] = {}
         for username in usernames:
@@ -282,7 +319,7 @@ class Hub:
                 data = frames.get(subscriber.codec)
                 if data is None:
                     data = frames[subscriber.codec] = subscriber.codec.encode(event)
-                subscriber.deliver(data)
+                self._send(subscriber, data, defer)
 
     def mark_dirty(self, room: str) -> None:
         """Have the next delivered_positions() look at this room."""

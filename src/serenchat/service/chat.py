@@ -82,6 +82,7 @@ class Limits:
     typing_ttl: float = 6.0
     delivery_interval: float = 1.0
     small_room: int = 100
+    notice_interval: float = 0.1
 
 
 class Session(msgspec.Struct, frozen=True):
@@ -134,6 +135,7 @@ class ChatService:
         # node; on this node removal clears the entry at once.
         self._members: dict[tuple[str, int], float] = {}
         self._rooms: dict[str, Room] = {}
+        self._notice_timer: asyncio.TimerHandle | None = None
         self.activity = Activity(
             store,
             hub,
@@ -148,6 +150,10 @@ class ChatService:
         self.activity.start()
 
     async def close(self) -> None:
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+            self._notice_timer = None
+        self.hub.flush_deferred()
         await self.activity.close()
 
     def on_commit(self, entries: Sequence[Entry]) -> None:
@@ -168,21 +174,51 @@ class ChatService:
                 skip = event.user if isinstance(event, Typing) else None
                 hub.broadcast(event.room, event, skip=skip)
             case PresenceChanged():
-                hub.send_to_users(hub.audience(event.rooms, event.user), event)
+                self._notify(event)
             case MemberAdded(room=room, username=username):
                 hub.add_membership(room, username)
-                notice = MemberChanged(room=room, user=username, change="added")
-                hub.broadcast(room, notice)
-                # The new member learns of a room they did not ask for (a DM
-                # someone opened, a private room they were added to).
-                hub.send_to_users([username], notice)
+                self._notify(event)
             case MemberRemoved(room=room, username=username):
+                hub.flush_deferred()  # an earlier "added" goes first
                 self._forget_member(room, username)
                 hub.remove_membership(room, username)
                 hub.send_to_users([username], event)
                 hub.broadcast(
                     room, MemberChanged(room=room, user=username, change="removed")
                 )
+
+    # Presence and membership notices. A burst of them (everyone reconnects
+    # after a restart; a big room fills up) would cost each online member of
+    # a room one write per notice, n squared writes in all. The first notice
+    # after a quiet spell goes out at once; the hub holds later ones (their
+    # recipients chosen at once) and sends them every notice_interval, in
+    # one write per connection.
+
+    def _notify(self, event: PresenceChanged | MemberAdded) -> None:
+        defer = self._notice_timer is not None
+        hub = self.hub
+        if isinstance(event, PresenceChanged):
+            audience = hub.audience(event.rooms, event.user)
+            hub.send_to_users(audience, event, defer=defer)
+        else:
+            room, username = event.room, event.username
+            notice = MemberChanged(room=room, user=username, change="added")
+            hub.broadcast(room, notice, defer=defer)
+            # The new member learns of a room they did not ask for (a DM
+            # someone opened, a private room they were added to).
+            hub.send_to_users([username], notice, defer=defer)
+        if not defer:
+            self._arm_notices()
+
+    def _arm_notices(self) -> None:
+        self._notice_timer = asyncio.get_running_loop().call_later(
+            self.limits.notice_interval, self._notice_tick
+        )
+
+    def _notice_tick(self) -> None:
+        self._notice_timer = None
+        if self.hub.flush_deferred():
+            self._arm_notices()
 
     # Accounts.
 

@@ -6,6 +6,8 @@ same on SQLite, PostgreSQL and MySQL, whose datetime types all differ.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
@@ -14,7 +16,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # MySQL's TEXT holds 64 KiB; a configured limit may go past that in utf8mb4.
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
-MYSQL_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+MYSQL_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
 
 metadata = sa.MetaData()
 
