@@ -112,12 +112,18 @@ class Activity:
             last_seen = format_ms(now_ms())
         return Presence(user=username, status=status, last_seen=last_seen)
 
-    def seen(self, username: str, stored: str | None) -> tuple[Status, str | None]:
-        """A user's status and last_seen, given the stored last_seen."""
+    def seen(
+        self, username: str, stored: str | None, now: str | None = None
+    ) -> tuple[Status, str | None]:
+        """A user's status and last_seen, given the stored last_seen.
+
+        ``now`` is the time to give an online user, when the caller asks
+        after many at once.
+        """
         status = self.hub.status(username)
         if status is Status.OFFLINE:
             return status, stored
-        return status, format_ms(now_ms())
+        return status, now or format_ms(now_ms())
 
     async def _announce(
         self, user_id: int, username: str, rooms: list[str] | None = None
@@ -207,6 +213,12 @@ class Activity:
         for room, delivered in per_room.items():
             if await self.is_small(room):
                 self.broker.publish(Delivered(room=room, delivered=delivered))
+
+    def resized(self, room: str, change: int) -> None:
+        """Follow a membership change in a room whose size is cached."""
+        cached = self._sizes.get(room)
+        if cached is not None:
+            self._sizes[room] = (cached[0] + change, cached[1])
 
     async def is_small(self, room: str) -> bool:
         """Whether a room is small enough for live receipts and member lists."""

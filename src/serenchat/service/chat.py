@@ -57,6 +57,8 @@ from serenchat.domain.models import (
     RoomState,
     Update,
     User,
+    format_ms,
+    now_ms,
 )
 from serenchat.hub import Hub, Subscriber, Subscription
 from serenchat.service.activity import Activity
@@ -177,8 +179,10 @@ class ChatService:
                 self._notify(event)
             case MemberAdded(room=room, username=username):
                 hub.add_membership(room, username)
+                self.activity.resized(room, 1)
                 self._notify(event)
             case MemberRemoved(room=room, username=username):
+                self.activity.resized(room, -1)
                 hub.flush_deferred()  # an earlier "added" goes first
                 self._forget_member(room, username)
                 hub.remove_membership(room, username)
@@ -313,8 +317,9 @@ class ChatService:
     async def _members_of(self, room_id: str) -> list[Member]:
         """Members with their live presence filled in."""
         found = []
+        now = format_ms(now_ms())
         for member in await self.store.members(room_id):
-            status, seen = self.activity.seen(member.username, member.last_seen)
+            status, seen = self.activity.seen(member.username, member.last_seen, now)
             found.append(msgspec.structs.replace(member, status=status, last_seen=seen))
         return found
 
