@@ -255,6 +255,18 @@ CODEC = JsonCodec()
 class JsonConnection:
     """One client of the JSON protocol: the hub's Subscriber for it."""
 
+    __slots__ = (
+        "_closing",
+        "_max_buffer",
+        "_transport",
+        "peer",
+        "pipeline",
+        "status",
+        "user_id",
+        "username",
+        "ws",
+    )
+
     codec = CODEC
 
     def __init__(
@@ -270,8 +282,9 @@ class JsonConnection:
         self._transport = transport
         self._max_buffer = max_buffer
         self._closing: asyncio.Task[None] | None = None
-        # Sends queued for the writer whose replies wait for the commit.
-        self.pipeline: set[asyncio.Task[None]] = set()
+        # Sends queued for the writer whose replies wait for the commit;
+        # made on the first send (most connections mostly listen).
+        self.pipeline: set[asyncio.Task[None]] | None = None
 
     def deliver(self, data: bytes) -> None:
         if self._closing is not None or self._transport.is_closing():
@@ -449,12 +462,15 @@ class JsonGateway:
     ) -> None:
         """Reply to a queued send once it commits, without waiting here."""
         task = asyncio.create_task(self._answer(conn, request_id, stored))
-        conn.pipeline.add(task)
-        task.add_done_callback(conn.pipeline.discard)
-        if len(conn.pipeline) >= self.max_pipeline:
+        pipeline = conn.pipeline
+        if pipeline is None:
+            pipeline = conn.pipeline = set()
+        pipeline.add(task)
+        task.add_done_callback(pipeline.discard)
+        if len(pipeline) >= self.max_pipeline:
             # Stop reading until a commit frees a place; the writer commits
             # in queue order, so the oldest send finishes first.
-            await asyncio.wait(conn.pipeline, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(pipeline, return_when=asyncio.FIRST_COMPLETED)
 
     async def _answer(
         self,
