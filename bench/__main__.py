@@ -78,6 +78,9 @@ class StackRun:
     marginal_kib_per_conn: float
     latency: LatencyResult
     saturation: SaturationResult
+    # Saturation with one message in flight: no two messages ever share a
+    # commit or a write, so this is the cost of fanning out each one alone.
+    single: SaturationResult
     durable: DurableResult | None
     load_before: float
     other_frames: int
@@ -89,6 +92,7 @@ class StackRun:
         """The most CPU other processes took during any measured window."""
         windows = [self.latency.window.interference]
         windows.append(self.saturation.window.interference)
+        windows.append(self.single.window.interference)
         if self.durable is not None:
             windows.append(self.durable.interference)
         return max(windows)
@@ -315,6 +319,17 @@ async def _measure(
         window=args.window,
         text_width=args.text,
     )
+    await _quiet()
+    single = await saturate(
+        stack,
+        sender,
+        subscribers,
+        FANOUT_ROOM,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        window=1,
+        text_width=args.text,
+    )
     await subscribers.close()
     sender.close()
 
@@ -341,6 +356,7 @@ async def _measure(
         marginal_kib_per_conn=(rss_after - rss_half) / (args.clients - half),
         latency=latency,
         saturation=saturation,
+        single=single,
         durable=durable,
         load_before=load,
         other_frames=subscribers.tally.other_frames,
@@ -350,7 +366,7 @@ async def _measure(
 
 
 def describe(result: StackRun) -> str:
-    lat, sat = result.latency, result.saturation
+    lat, sat, one = result.latency, result.saturation, result.single
     lines = [
         f"run {result.run} {result.stack}:",
         f"  idle: {result.rss_before_kib:,} -> {result.rss_after_kib:,} KiB RSS"
@@ -366,6 +382,10 @@ def describe(result: StackRun) -> str:
         f" ({sat.window.server_us_per_delivery:.2f} us/delivery),"
         f" load generator cpu {sat.window.loadgen_cpu:.0%}"
         f" ({sat.window.loadgen_us_per_delivery:.2f} us/delivery)",
+        f"  one message in flight: {one.window.deliveries_per_s:,.0f}"
+        f" deliveries/s ({one.messages:,} messages); server cpu"
+        f" {one.window.server_cpu:.0%}"
+        f" ({one.window.server_us_per_delivery:.2f} us/delivery)",
         f"  other events at subscribers (presence, receipts...): in all"
         f" {result.other_frames:,} frames, {result.other_bytes / 1e6:,.1f} MB;"
         f" {lat.window.other_frames_per_s:,.0f} frames/s"
@@ -376,7 +396,8 @@ def describe(result: StackRun) -> str:
     lines.append(
         f"  other load: {result.load_before:.0%} before the run,"
         f" {lat.window.interference:.0%} during latency,"
-        f" {sat.window.interference:.0%} during saturation"
+        f" {sat.window.interference:.0%} during saturation,"
+        f" {one.window.interference:.0%} with one in flight"
         + (
             f", {result.durable.interference:.0%} during durable"
             if result.durable
@@ -384,9 +405,10 @@ def describe(result: StackRun) -> str:
         )
         + (" (NOISY: other processes took CPU)" if result.noisy else "")
     )
-    lost = lat.missing + sat.missing
-    if lost or sat.gone:
-        lines.append(f"  LOST {lost:,} deliveries, {sat.gone} subscribers closed")
+    lost = lat.missing + sat.missing + one.missing
+    if lost or sat.gone or one.gone:
+        gone = max(sat.gone, one.gone)
+        lines.append(f"  LOST {lost:,} deliveries, {gone} subscribers closed")
     if result.durable is not None:
         dur = result.durable
         lines.append(
@@ -415,8 +437,10 @@ def table(results: list[StackRun], args: argparse.Namespace) -> str:
     rate = f"{args.rate / 1000:g}k/s"
     header = [
         "stack",
-        "fan-out deliveries/s",
+        f"fan-out deliveries/s, {args.window} in flight",
         "server CPU µs/delivery",
+        "fan-out deliveries/s, 1 in flight",
+        "server CPU µs/delivery, 1 in flight",
         f"p50 ms at {rate}",
         f"p99 ms at {rate}",
         "idle KiB/conn",
@@ -439,12 +463,16 @@ def table(results: list[StackRun], args: argparse.Namespace) -> str:
         else:
             runs = every
             label = f"median of {len(runs)} runs, all NOISY"
-        lost = sum(r.latency.missing + r.saturation.missing for r in every)
+        lost = sum(
+            r.latency.missing + r.saturation.missing + r.single.missing for r in every
+        )
         rows.append(
             [
                 f"{name} (measured, {label})",
                 _median(runs, lambda r: r.saturation.window.deliveries_per_s),
                 _median(runs, lambda r: r.saturation.window.server_us_per_delivery),
+                _median(runs, lambda r: r.single.window.deliveries_per_s),
+                _median(runs, lambda r: r.single.window.server_us_per_delivery),
                 _median(runs, lambda r: r.latency.p50_ms),
                 _median(runs, lambda r: r.latency.p99_ms),
                 _median(runs, lambda r: r.idle_kib_per_conn),
@@ -458,7 +486,9 @@ def table(results: list[StackRun], args: argparse.Namespace) -> str:
             ]
         )
     for name, fanout, p99, kib in REFERENCES:
-        rows.append([name, f"{fanout:,}", "", "", f"{p99}", f"{kib}"] + [""] * 7)
+        rows.append(
+            [name, f"{fanout:,}", "", "", "", "", "", f"{p99}", f"{kib}"] + [""] * 7
+        )
 
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(cell or "-" for cell in row) + " |" for row in rows]
