@@ -487,7 +487,7 @@ def table(results: list[StackRun], args: argparse.Namespace) -> str:
         )
     for name, fanout, p99, kib in REFERENCES:
         rows.append(
-            [name, f"{fanout:,}", "", "", "", "", "", f"{p99}", f"{kib}"] + [""] * 7
+            [name, f"{fanout:,}", "", "", "", "", f"{p99}", f"{kib}"] + [""] * 7
         )
 
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
