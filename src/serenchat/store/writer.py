@@ -333,6 +333,22 @@ async def _existing(
     return found
 
 
+# The statements of the write path, built once: constructing a SQLAlchemy
+# statement costs more than running it on a warm SQLite connection.
+_BUMP = (
+    sa.update(rooms)
+    .where(rooms.c.id == sa.bindparam("room"))
+    .values(last_seq=rooms.c.last_seq + sa.bindparam("count", type_=sa.BigInteger))
+)
+_BUMP_RETURNING = _BUMP.returning(rooms.c.last_seq)
+_LAST_SEQ = sa.select(rooms.c.last_seq).where(rooms.c.id == sa.bindparam("room"))
+_INSERT = sa.insert(messages)
+_IDS = sa.select(messages.c.id, messages.c.seq).where(
+    messages.c.room_id == sa.bindparam("room"),
+    messages.c.seq.between(sa.bindparam("low"), sa.bindparam("high")),
+)
+
+
 async def _allocate(conn: AsyncConnection, drafts: Sequence[Draft]) -> list[int]:
     """Reserve consecutive seqs in each room, in the order of ``drafts``."""
     per_room: dict[str, int] = defaultdict(int)
@@ -340,18 +356,19 @@ async def _allocate(conn: AsyncConnection, drafts: Sequence[Draft]) -> list[int]
         per_room[draft.room_id] += 1
 
     # Rooms are locked in a fixed order so that two writers sharing one
-    # database cannot deadlock on each other's rows.
+    # database cannot deadlock on each other's rows. Where UPDATE can
+    # return the new value (SQLite, PostgreSQL) it does; MariaDB reads it
+    # back under the lock the UPDATE took.
+    returning = conn.dialect.update_returning
     next_seq: dict[str, int] = {}
     for room_id in sorted(per_room):
         count = per_room[room_id]
-        await conn.execute(
-            sa.update(rooms)
-            .where(rooms.c.id == room_id)
-            .values(last_seq=rooms.c.last_seq + count)
-        )
-        last = await conn.scalar(
-            sa.select(rooms.c.last_seq).where(rooms.c.id == room_id)
-        )
+        params = {"room": room_id, "count": count}
+        if returning:
+            last = (await conn.execute(_BUMP_RETURNING, params)).scalar()
+        else:
+            await conn.execute(_BUMP, params)
+            last = await conn.scalar(_LAST_SEQ, {"room": room_id})
         if last is None:
             raise LookupError(f"room {room_id} vanished")
         next_seq[room_id] = last - count + 1
@@ -378,22 +395,25 @@ async def _insert(
         }
         for d, seq in drafts
     ]
+    if len(values) == 1:
+        # A lone row reports its key straight from the driver.
+        result = await conn.execute(_INSERT, values[0])
+        key = result.inserted_primary_key
+        assert key is not None
+        return [int(key[0])]
+
     # One executemany, then the ids by (room, seq), which this transaction
     # just allocated: INSERT ... RETURNING with ordered rows would run as a
     # statement per row on SQLite, a worker-thread round trip each.
-    await conn.execute(sa.insert(messages), values)
+    await conn.execute(_INSERT, values)
     spans: dict[str, tuple[int, int]] = {}
     for draft, seq in drafts:
         low, high = spans.get(draft.room_id, (seq, seq))
         spans[draft.room_id] = (min(low, seq), max(high, seq))
     ids: dict[tuple[str, int], int] = {}
     for room_id, (low, high) in spans.items():
-        rows_found = await conn.execute(
-            sa.select(messages.c.id, messages.c.seq).where(
-                messages.c.room_id == room_id, messages.c.seq.between(low, high)
-            )
-        )
-        for row in rows_found:
+        found = await conn.execute(_IDS, {"room": room_id, "low": low, "high": high})
+        for row in found:
             ids[(room_id, row.seq)] = row.id
     return [ids[(draft.room_id, seq)] for draft, seq in drafts]
 
