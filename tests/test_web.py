@@ -589,3 +589,26 @@ async def test_phone_layout_puts_the_rooms_in_a_drawer(
         phone.assert_clean()
     finally:
         await phone.close()
+
+
+async def test_message_boxes_follow_the_servers_length_limit(
+    browser: Browser, server_factory: Any
+) -> None:
+    """The composer and the edit box take the limit the hello reply names."""
+    server = await asyncio.to_thread(
+        server_factory, "--send-rate", "0", "--max-message-length", "40"
+    )
+    person = await Person.register(browser, server, "alice")
+    try:
+        page = person.page
+        composer = page.locator("#composer-input")
+        await expect(composer).to_have_js_property("maxLength", 40)
+        await composer.press_sequentially("x" * 60)
+        assert await composer.input_value() == "x" * 40
+        await composer.press("Enter")
+        await person.see("x" * 40)
+        await composer.press("ArrowUp")  # edit the last message
+        await expect(page.locator(".edit-input")).to_have_attribute("maxlength", "40")
+        person.assert_clean()
+    finally:
+        await person.close()

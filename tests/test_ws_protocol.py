@@ -388,7 +388,28 @@ async def test_hello_replies_with_the_user(harness: Harness) -> None:
         await ws.send_json({"type": "hello", "token": alice.token, "id": "hi"})
         reply = await ws.receive_json(timeout=10)
 
-    assert reply == {"type": "ok", "id": "hi", "user": me}
+    assert reply == {
+        "type": "ok",
+        "id": "hi",
+        "user": me,
+        "limits": {
+            "max_message_length": 4000,
+            "max_frame": 65536,
+            "history_max": 200,
+            "send_rate": 0.0,
+            "send_burst": 40.0,
+            "typing_ttl": 6.0,
+            "max_pipeline": 64,
+        },
+    }
+
+
+async def test_hello_tells_the_servers_limits(limited: Harness) -> None:
+    """The limits in the hello reply are the server's settings."""
+    ws = await limited.raw_ws()
+    reply = await ws.ok({"type": "hello", "token": (await limited.user()).token})
+    assert reply["limits"]["send_rate"] == 2.0
+    assert reply["limits"]["send_burst"] == 3.0
 
 
 async def test_first_frame_not_hello(harness: Harness) -> None:

@@ -147,6 +147,18 @@ class Envelope(msgspec.Struct):
     id: Any = None
 
 
+class ClientLimits(msgspec.Struct, frozen=True):
+    """The settings a client should know, sent with the hello reply."""
+
+    max_message_length: int
+    max_frame: int
+    history_max: int
+    send_rate: float  # messages per second per user; 0: no limit
+    send_burst: float
+    typing_ttl: float
+    max_pipeline: int
+
+
 # Server frames, one per broker event.
 
 
@@ -339,6 +351,18 @@ class JsonGateway:
         self.max_frame = max_frame
         self.max_buffer = max_buffer
         self.max_pipeline = max(1, max_pipeline)
+        limits = service.limits
+        # Told to every client in its hello reply, so that clients need not
+        # guess the server's settings.
+        self._limits = ClientLimits(
+            max_message_length=limits.max_text,
+            max_frame=max_frame,
+            history_max=limits.history_max,
+            send_rate=limits.send_rate,
+            send_burst=limits.send_burst,
+            typing_ttl=limits.typing_ttl,
+            max_pipeline=self.max_pipeline,
+        )
         self._connections: set[JsonConnection] = set()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
@@ -418,7 +442,7 @@ class JsonGateway:
             conn.deliver(_error(request.id, fault(exc)))
             await conn.ws.close(code=CLOSE_TRY_LATER, message=b"try again later")
             return None
-        conn.deliver(_reply(request.id, user=user))
+        conn.deliver(_reply(request.id, user=user, limits=self._limits))
         log.debug("hello", extra={"user": user.username, "peer": conn.peer})
         return user
 

@@ -330,6 +330,12 @@ export class App {
 
   async onOpen() {
     this.everOpen = true;
+    // The server says how long a message may be; the boxes follow it.
+    const longest = this.conn.limits?.max_message_length;
+    if (longest) {
+      $("composer-input").maxLength = longest;
+      this.timeline.maxLength = longest;
+    }
     this.store.setPresence(this.me, this.away ? "away" : "online", null);
     if (this.away) {
       this.conn.request({ type: "presence", status: "away" }).catch(() => {});

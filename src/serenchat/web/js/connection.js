@@ -129,6 +129,7 @@ export class Connection extends EventTarget {
     if (frame.id === "hello") {
       if (frame.type === "ok") {
         this.user = frame.user;
+        this.limits = frame.limits ?? null;
         this.#attempt = 0;
         this.#startHeartbeat();
         this.#setState("open");

@@ -30,6 +30,7 @@ export class Timeline {
     this.store = store;
     this.actions = actions;
     this.room = null;
+    this.maxLength = 4000; // the server's max_message_length, once known
     this.nodes = new Map(); // key -> {el, sig}
     this.days = new Map(); // day key -> separator element
     this.stuck = true;
@@ -382,7 +383,7 @@ export class Timeline {
     const input = h("textarea", {
       class: "edit-input",
       rows: "1",
-      maxlength: "4000",
+      maxlength: String(this.maxLength),
       "aria-label": "Edit message",
     });
     input.value = message.text;
