@@ -387,3 +387,15 @@ async def test_slow_consumer_is_closed_with_4408(server_factory: Any) -> None:
         code = await asyncio.to_thread(raw.close_code)
         assert code == 4408
         await harness.close()
+
+
+async def test_metrics_are_the_ones_the_readme_lists(harness: Harness) -> None:
+    """Every metric the README documents is served, with the process's own."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(serenchat_\w+)` \|", readme, re.MULTILINE))
+    assert len(documented) >= 7
+    text = await metrics(harness)
+    served = set(re.findall(r"^(serenchat_\w+) ", text, re.MULTILINE))
+    assert documented == served
+    assert metric(text, "serenchat_connections") == 0
+    assert metric(text, "process_resident_memory_bytes") > 0

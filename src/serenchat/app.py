@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from serenchat.api import ApiRoutes
@@ -103,6 +109,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     registry = CollectorRegistry()
     registry.register(ServerCollector(service.hub, service.store.writer.stats))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
     app = web.Application(client_max_size=1024 * 1024)
     app[SERVICE] = service
