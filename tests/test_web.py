@@ -521,8 +521,10 @@ async def test_scrolling_up_loads_older_history_in_order(
         items = page.locator("#messages li.msg")
         assert await items.count() < total
 
-        while await alice.message("history 001").count() == 0:
-            before = await items.count()
+        # One count decides both whether to go on and what must change: a
+        # page still loading when the loop looks must not leave it waiting
+        # for a load that never comes once everything is there.
+        while (before := await items.count()) < total:
             # Scroll to the top and note where the oldest message is, in one
             # go, before the scroll event can start a load.
             key, top = await scroller.evaluate(
