@@ -86,6 +86,9 @@ class StackRun:
     other_frames: int
     other_bytes: int
     connect_seconds: float
+    # The same users connecting and joining again, all at once: what a
+    # server restart looks like to it (no new accounts, no new members).
+    reconnect_seconds: float
 
     @property
     def interference(self) -> float:
@@ -333,6 +336,13 @@ async def _measure(
     await subscribers.close()
     sender.close()
 
+    await wait_idle(server, settle=0.5, limit=20)
+    again = Subscribers(Tally())
+    reopening = time.perf_counter()
+    await again.open(stack, args.clients, FANOUT_ROOM, args.receivers)
+    reopened = time.perf_counter() - reopening
+    await again.close()
+
     durable = None
     if stack.durable:
         await _quiet()
@@ -362,6 +372,7 @@ async def _measure(
         other_frames=subscribers.tally.other_frames,
         other_bytes=subscribers.tally.other_bytes,
         connect_seconds=opened,
+        reconnect_seconds=reopened,
     )
 
 
@@ -372,7 +383,8 @@ def describe(result: StackRun) -> str:
         f"  idle: {result.rss_before_kib:,} -> {result.rss_after_kib:,} KiB RSS"
         f" = {result.idle_kib_per_conn:.1f} KiB/conn"
         f" ({result.marginal_kib_per_conn:.1f} over the second half);"
-        f" connecting and joining took {result.connect_seconds:.1f} s",
+        f" connecting and joining took {result.connect_seconds:.1f} s,"
+        f" reconnecting all at once {result.reconnect_seconds:.1f} s",
         f"  offered {lat.offered_per_s:,.0f}/s: got"
         f" {lat.window.deliveries_per_s:,.0f}/s, p50 {lat.p50_ms:.2f} ms,"
         f" p99 {lat.p99_ms:.2f} ms, max {lat.max_ms:.1f} ms"
@@ -450,6 +462,8 @@ def table(results: list[StackRun], args: argparse.Namespace) -> str:
         "avg commit batch",
         "server CPU at saturation",
         "load-gen CPU at saturation",
+        f"connect and join {args.clients:,} (s)",
+        f"reconnect {args.clients:,} at once (s)",
         "lost deliveries",
     ]
     rows = []
@@ -482,12 +496,14 @@ def table(results: list[StackRun], args: argparse.Namespace) -> str:
                 _median(runs, lambda r: r.durable and r.durable.average_batch),
                 _median(runs, lambda r: r.saturation.window.server_cpu * 100) + "%",
                 _median(runs, lambda r: r.saturation.window.loadgen_cpu * 100) + "%",
+                _median(runs, lambda r: r.connect_seconds),
+                _median(runs, lambda r: r.reconnect_seconds),
                 str(lost),
             ]
         )
     for name, fanout, p99, kib in REFERENCES:
         rows.append(
-            [name, f"{fanout:,}", "", "", "", "", f"{p99}", f"{kib}"] + [""] * 7
+            [name, f"{fanout:,}", "", "", "", "", f"{p99}", f"{kib}"] + [""] * 9
         )
 
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
