@@ -69,6 +69,7 @@ from serenchat.store.writer import Appended, Entry
 log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
+MAX_CACHED_USERS = 100_000
 # Stream positions fit a signed 64-bit column on every backend.
 MAX_POSITION = 2**63 - 1
 
@@ -137,6 +138,7 @@ class ChatService:
         # node; on this node removal clears the entry at once.
         self._members: dict[tuple[str, int], float] = {}
         self._rooms: dict[str, Room] = {}
+        self._users: dict[str, User] = {}  # by username, for authenticate
         self._notice_timer: asyncio.TimerHandle | None = None
         self.activity = Activity(
             store,
@@ -252,10 +254,18 @@ class ChatService:
             name = rules.username(subject)
         except BadRequest:
             raise Unauthorized("the token's subject is not a valid username") from None
-        record = await self.store.ensure_user(name)
-        return User(
-            id=record.id, username=record.username, created_at=record.created_at
-        )
+        user = self._users.get(name)
+        if user is None:
+            record = await self.store.ensure_user(name)
+            user = User(
+                id=record.id, username=record.username, created_at=record.created_at
+            )
+            # Accounts are never renamed or deleted, so a found user stays
+            # right; the bound only caps memory.
+            if len(self._users) >= MAX_CACHED_USERS:
+                self._users.clear()
+            self._users[name] = user
+        return user
 
     # Rooms.
 
