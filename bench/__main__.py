@@ -311,28 +311,22 @@ async def _measure(
         warmup=args.warmup,
         text_width=args.text,
     )
-    await _quiet()
-    saturation = await saturate(
-        stack,
-        sender,
-        subscribers,
-        FANOUT_ROOM,
-        seconds=args.seconds,
-        warmup=args.warmup,
-        window=args.window,
-        text_width=args.text,
-    )
-    await _quiet()
-    single = await saturate(
-        stack,
-        sender,
-        subscribers,
-        FANOUT_ROOM,
-        seconds=args.seconds,
-        warmup=args.warmup,
-        window=1,
-        text_width=args.text,
-    )
+    saturated = []
+    for window in (args.window, 1):
+        await _quiet()
+        saturated.append(
+            await saturate(
+                stack,
+                sender,
+                subscribers,
+                FANOUT_ROOM,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                window=window,
+                text_width=args.text,
+            )
+        )
+    saturation, single = saturated
     await subscribers.close()
     sender.close()
 

@@ -8,6 +8,7 @@ sockets with :class:`Client` (REST) and :class:`Ws` (WebSocket).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -285,12 +286,21 @@ class Harness:
             await ws.close()
 
 
+@contextlib.asynccontextmanager
+async def harness_on(server: Server) -> AsyncIterator[Harness]:
+    """A Harness with its own HTTP session; its sockets close at the end."""
+    async with aiohttp.ClientSession() as http:
+        harness = Harness(server, http)
+        try:
+            yield harness
+        finally:
+            await harness.close()
+
+
 @pytest.fixture
 async def harness(server: Server) -> AsyncIterator[Harness]:
-    async with aiohttp.ClientSession() as http:
-        h = Harness(server, http)
-        yield h
-        await h.close()
+    async with harness_on(server) as harness:
+        yield harness
 
 
 # Database backends. SQLite always runs; PostgreSQL and MariaDB run when their

@@ -10,9 +10,7 @@ import sqlite3
 import time
 from typing import Any
 
-import aiohttp
-
-from tests.conftest import Client, Harness, Ws
+from tests.conftest import Client, Harness, Ws, harness_on
 from tests.test_guarantees import RawClient
 
 
@@ -84,8 +82,7 @@ async def test_vanished_client_goes_offline_within_interval(
 ) -> None:
     """A peer that stops answering pings is dropped and marked offline."""
     server = server_factory("--ping-interval", "1")
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         alice, bob = await harness.user("alice"), await harness.user("bob")
         watcher = await harness.ws(bob)
 
@@ -96,7 +93,6 @@ async def test_vanished_client_goes_offline_within_interval(
         await watcher.next("presence", timeout=5, user="alice", status="offline")
         # Ping after 1 s, pong due 0.5 s later; allow scheduling slack.
         assert time.monotonic() - started < 3.0
-        await harness.close()
 
 
 async def test_presence_reaches_only_users_sharing_a_room(harness: Harness) -> None:
@@ -128,8 +124,7 @@ async def test_a_connection_storm_announces_each_user_once(
     apart); none may be lost or repeated on the way.
     """
     server = server_factory("--send-rate", "0", "--notice-interval", "4")
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         watcher = await harness.ws(await harness.user("watcher"))
         crowd = [await harness.user(f"crowd{i}") for i in range(16)]
         await asyncio.sleep(4.5)  # a quiet spell: the next change goes at once
@@ -148,7 +143,6 @@ async def test_a_connection_storm_announces_each_user_once(
         await first.close()
         heard = await sockets[-1].collect(7.5)
         assert presence_of(heard, "crowd0") == ["offline"]
-        await harness.close()
 
 
 async def test_join_and_members_carry_presence(harness: Harness) -> None:
@@ -190,8 +184,7 @@ async def test_last_seen_survives_restart(harness: Harness) -> None:
 async def test_typing_is_relayed_to_others_and_expires(server_factory: Any) -> None:
     """Typing reaches the other subscribers, and ends by itself."""
     server = server_factory("--typing-ttl", "0.5")
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         alice, bob = await harness.user("alice"), await harness.user("bob")
         wa, wb = await joined(harness, alice), await joined(harness, bob)
 
@@ -209,7 +202,6 @@ async def test_typing_is_relayed_to_others_and_expires(server_factory: Any) -> N
         assert 0.3 < time.monotonic() - started < 2.0
         # The typist's own connections are not told about themselves.
         assert [e for e in await wa.collect(0.2) if e["type"] == "typing"] == []
-        await harness.close()
 
 
 async def test_sending_ends_typing(harness: Harness) -> None:
@@ -492,8 +484,7 @@ async def test_large_rooms_skip_member_lists_and_live_receipts(
 ) -> None:
     """Above small_room members, join omits the list and receipts stay quiet."""
     server = server_factory("--small-room", "2", "--send-rate", "0")
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         users = [await harness.user(f"u{i}") for i in range(3)]
         sockets = [await joined(harness, u) for u in users]
         reply = await sockets[0].ok({"type": "join", "room": "general"})
@@ -509,4 +500,3 @@ async def test_large_rooms_skip_member_lists_and_live_receipts(
         listed = await users[0].call("GET", "/rooms/general/members")
         u1 = next(m for m in listed["members"] if m["username"] == "u1")
         assert u1["read_seq"] == sent["message"]["seq"]
-        await harness.close()

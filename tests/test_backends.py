@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import Client, Harness
+from tests.conftest import Client, Harness, harness_on
 
 
 async def burst(client: Client, tag: str, count: int) -> list[int]:
@@ -22,8 +22,7 @@ async def burst(client: Client, tag: str, count: int) -> list[int]:
 async def test_server_on_backend(server_factory: Any, database_url: str) -> None:
     """Register, send, fan out and recover work the same on every backend."""
     server = server_factory("--send-rate", "0", "--database-url", database_url)
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         alice, bob = await harness.user("alice"), await harness.user("bob")
         wb = await harness.ws(bob)
         await wb.ok({"type": "join", "room": "general"})
@@ -44,7 +43,6 @@ async def test_server_on_backend(server_factory: Any, database_url: str) -> None
         reply = await back.ok({"type": "join", "room": "general", "since": 60})
         assert reply["last_seq"] == 65
         assert [m["seq"] for m in await back.messages(5)] == [61, 62, 63, 64, 65]
-        await harness.close()
 
 
 async def test_two_processes_share_one_sequence(

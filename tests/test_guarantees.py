@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import Client, Harness, Server, Ws
+from tests.conftest import Client, Harness, Server, Ws, harness_on
 
 
 def metric(text: str, name: str) -> float:
@@ -90,8 +90,7 @@ async def _pipelined_burst(
     Returns the replies and the fan-out counters, with three more
     subscribers in the room (and the sender's own connection) watching.
     """
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         ws = await joined(harness, await harness.user())
         watchers = [await joined(harness, await harness.user()) for _ in range(3)]
         frames = [
@@ -107,7 +106,6 @@ async def _pipelined_burst(
             name: metric(text, f"serenchat_{name}_total")
             for name in ("commit_batches", "fanout_deliveries", "fanout_writes")
         }
-        await harness.close()
     return replies, counters
 
 
@@ -169,8 +167,7 @@ async def test_acknowledged_messages_survive_kill_9(
     server: Server = server_factory("--send-rate", "0", data_dir=data)
     acked: dict[int, str] = {}
 
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         users = [await harness.user() for _ in range(10)]
         sockets = [await harness.ws(u) for u in users]
         stop = asyncio.Event()
@@ -195,7 +192,6 @@ async def test_acknowledged_messages_survive_kill_9(
         server.kill()  # mid-stream: sends are in flight right now
         stop.set()
         await asyncio.gather(*pumps, return_exceptions=True)
-        await harness.close()
 
     assert len(acked) >= 300
     server.start()
@@ -369,8 +365,7 @@ async def test_slow_consumer_is_closed_with_4408(server_factory: Any) -> None:
         "--max-message-length", "50000",
         "--max-frame", "100000",
     )  # fmt: skip
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         slow_user, writer = await harness.user(), await harness.user()
         raw = RawClient(server.port)
         raw.send({"type": "hello", "token": slow_user.token})
@@ -386,7 +381,6 @@ async def test_slow_consumer_is_closed_with_4408(server_factory: Any) -> None:
         await ww.ok({"type": "ping"})
         code = await asyncio.to_thread(raw.close_code)
         assert code == 4408
-        await harness.close()
 
 
 async def test_metrics_are_the_ones_the_readme_lists(harness: Harness) -> None:

@@ -17,7 +17,7 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.conftest import Harness, Server, Ws
+from tests.conftest import Harness, Server, Ws, harness_on
 
 CLOSE_UNAUTHORIZED = 4401
 
@@ -70,20 +70,16 @@ def mint(server: Server, **claims: Any) -> str:
 async def limited(server_factory: Any) -> AsyncIterator[Harness]:
     """A harness on a server allowing 2 sends a second in bursts of 3."""
     server = server_factory("--send-rate", "2", "--send-burst", "3")
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         yield harness
-        await harness.close()
 
 
 @pytest.fixture
 async def impatient(server_factory: Any) -> AsyncIterator[Harness]:
     """A harness on a server that waits only one second for the hello."""
     server = server_factory("--hello-timeout", "1", "--send-rate", "0")
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(server, http)
+    async with harness_on(server) as harness:
         yield harness
-        await harness.close()
 
 
 async def signed_in(harness: Harness) -> Ws:

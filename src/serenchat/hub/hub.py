@@ -245,10 +245,11 @@ class Hub:
             else:
                 # Part of this commit already went out (a replay ran past it).
                 encoded = self._frames(frames, codec, events)
-                data = b"".join(
+                kept = [
                     f for e, f in zip(events, encoded, strict=True) if e.seq > floor
-                )
-                delivered += sum(e.seq > floor for e in events)
+                ]
+                data = b"".join(kept)
+                delivered += len(kept)
             subscriber.deliver(data)
             writes += 1
 

@@ -124,17 +124,6 @@ class GroupCommitWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def append(
-        self,
-        room_id: str,
-        sender_id: int,
-        sender: str,
-        text: str,
-        client_id: str | None,
-    ) -> Appended:
-        """Store one message; return once it is committed."""
-        return await (await self.submit(room_id, sender_id, sender, text, client_id))
-
     async def submit(
         self,
         room_id: str,
